@@ -1,0 +1,216 @@
+"""Velocity-tracking locomotion for any robot folder in robots/."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from simreal.envs import randomization, rewards
+from simreal.envs.physics import Simulator
+from simreal.robot.action import action_to_targets
+from simreal.robot.observation import RobotState, builder_for
+from simreal.robot.spec import RobotSpec, load_robot
+
+
+class LocomotionEnv(gym.Env):
+    """Follow a commanded forward velocity (and yaw rate) with a small legged robot.
+
+    The robot (joints, servo, period, task, randomization ranges) comes from
+    `robots/<robot>/robot.yaml`; the numbers below are for a robot with n joints.
+
+    ## Action space
+    `Box(-1, 1, (n,))`: joint position targets around the default pose,
+    `target = default + action_scale * a` (rad), held for one control period (default 20 ms)
+    and tracked by the servo model (PD with torque-speed limits) at every physics step.
+    With randomization, the action reaches the servos 0..N control steps late.
+
+    ## Observation space
+    `Box(-100, 100, (history * (3n + 8),))`, float32, built by the shared
+    `simreal.robot.observation` function the runtime also uses on hardware:
+
+    | index          | term        | unit             | note                                      |
+    |----------------|-------------|------------------|-------------------------------------------|
+    | 0:3            | gravity     | unit vector      | gravity direction in the body frame (IMU) |
+    | 3:6            | gyro        | rad/s            | body angular velocity (IMU), + bias       |
+    | 6:6+n          | joint_pos   | rad              | encoder position minus default pose       |
+    | 6+n:6+2n       | joint_vel   | rad/s            | encoder velocity                          |
+    | 6+2n:6+3n      | last_action | -                | previous action, clipped to [-1, 1]       |
+    | 6+3n:8+3n      | command     | m/s, rad/s       | commanded forward velocity, yaw rate      |
+
+    Each term is multiplied by its scale from `robot.yaml` (`observation.scales`); encoders are
+    quantized to the servo's ticks; randomization adds noise per term, IMU latency and bias.
+
+    ## Rewards
+    `reward = sum_k scale_k * term_k` over the terms of `task.reward_scales`
+    (see `simreal.envs.rewards`): tracking_lin_vel `exp(-((vx-c)^2 + vy^2)/0.1)`,
+    tracking_yaw, upright `cos(tilt)`, lin_vel_z `vz^2`, torque `sum tau^2`,
+    action_rate `sum (a - a_prev)^2`, foot_slip `sum contact * v_foot^2`, alive `1`.
+    `info["reward_terms"]` holds the scaled terms; they sum to the reward.
+
+    ## Episode end
+    Terminated (`info["fell"] = True`) when the tilt exceeds `task.max_tilt_deg` or the base is
+    lower than `task.min_base_height` above the ground. Truncated after `task.episode_seconds`
+    or at the edge of the terrain.
+
+    ## Arguments
+    `robot` (folder name or RobotSpec), `randomize` (domain randomization on/off),
+    `command` (fixed (vx, yaw) instead of sampling), `randomization_scale` (curriculum, 0..1),
+    `episode_seconds` (override), `render_mode` ("rgb_array" or "human").
+
+    ## Info
+    Every step: `reward_terms`, `forward_velocity` (m/s, body x), `command`, `fell`,
+    `base_position` (m). On reset: `randomization` (the sampled parameters).
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+
+    def __init__(self, robot: str | RobotSpec = "quadruped", randomize: bool = True,
+                 command: tuple[float, float] | None = None, randomization_scale: float = 1.0,
+                 episode_seconds: float | None = None, render_mode: str | None = None,
+                 width: int = 640, height: int = 480):
+        self.spec_robot: RobotSpec = robot if isinstance(robot, RobotSpec) else load_robot(robot)
+        spec = self.spec_robot
+        rewards.check_scales(spec.task.reward_scales)
+        self.sim = Simulator(spec)
+        self.randomize = randomize
+        self.randomization_scale = randomization_scale
+        self.fixed_command = None if command is None else np.asarray(command, dtype=np.float64)
+        self.dt = spec.control.period
+        seconds = spec.task.episode_seconds if episode_seconds is None else episode_seconds
+        self.max_steps = int(round(seconds / self.dt))
+        self.render_mode = render_mode
+        self._render_size = (height, width)
+        self._renderer = None
+        self._viewer = None
+        self.obs_builder = builder_for(spec)
+        n = spec.n_joints
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
+        # Finite bounds (Gymnasium warns on infinite ones); scaled terms stay far inside +-100.
+        self.observation_space = gym.spaces.Box(-100.0, 100.0, (self.obs_builder.layout.size,), np.float32)
+        self.params = randomization.nominal(n, self.sim.model.nbody - 1)
+        self._tilt_limit = np.deg2rad(spec.task.max_tilt_deg)
+        self._terrain_edge = 0.85 * float(self.sim.model.hfield_size[0][0]) if self.sim.model.nhfield else np.inf
+
+    # --- curriculum hook ------------------------------------------------------------------------
+    def set_randomization_scale(self, scale: float) -> None:
+        self.randomization_scale = float(np.clip(scale, 0.0, 1.0))
+
+    # --- gym API --------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        spec, rng, n = self.spec_robot, self.np_random, self.spec_robot.n_joints
+        if self.randomize:
+            self.params = randomization.sample(spec.randomization, rng, n, self.sim.model.nbody - 1,
+                                               self.randomization_scale)
+        else:
+            self.params = randomization.nominal(n, self.sim.model.nbody - 1)
+        randomization.apply(self.sim, self.params, rng)
+        self.sim.reset()
+        if self.fixed_command is not None:
+            self.command = self.fixed_command.copy()
+        else:
+            self.command = np.array([rng.uniform(*spec.task.command_vx), rng.uniform(*spec.task.command_yaw)])
+        self.steps = 0
+        self.last_action = np.zeros(n)
+        self._action_queue = deque([np.zeros(n)] * (self.params.action_latency + 1),
+                                   maxlen=self.params.action_latency + 1)
+        self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
+        self._next_push = self.params.push_interval
+        self.obs_builder.reset()
+        obs = self._observe()
+        return obs, {"randomization": self.params.to_info(), "command": self.command.copy()}
+
+    def step(self, action: np.ndarray):
+        spec, sim = self.spec_robot, self.sim
+        action = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), -1.0), 1.0)
+        self._action_queue.append(action)
+        applied = self._action_queue[0]  # the action from `latency` steps ago
+        sim.step(action_to_targets(applied, spec.default_pose, spec.control.action_scale))
+        self.steps += 1
+        if self.randomize and sim.time >= self._next_push and self.params.push_velocity > 0:
+            ang = self.np_random.uniform(0, 2 * np.pi)
+            sim.push(self.params.push_velocity * self.np_random.uniform(0.5, 1.0) * np.array([np.cos(ang), np.sin(ang)]))
+            self._next_push += self.params.push_interval
+
+        lin_vel = sim.base_lin_vel_body()
+        contact = sim.foot_contacts()
+        q = rewards.StepQuantities(
+            lin_vel_body=lin_vel, ang_vel_body=sim.base_ang_vel_body(),
+            up_z=float(np.cos(sim.tilt())), torque=sim.last_torque, action=action,
+            last_action=self.last_action, foot_contact=contact,
+            foot_speed=sim.foot_velocities_xy() if contact.any() else np.zeros(len(contact)),
+            command=self.command)
+        reward, terms = rewards.compute(q, spec.task.reward_scales)
+        self.last_action = action
+        fell = bool(sim.tilt() > self._tilt_limit or sim.base_height() < spec.task.min_base_height)
+        pos = sim.base_pos()
+        truncated = bool(self.steps >= self.max_steps or np.hypot(pos[0], pos[1]) > self._terrain_edge)
+        obs = self._observe()
+        info = {"reward_terms": terms, "forward_velocity": float(lin_vel[0]),
+                "command": self.command.copy(), "fell": fell, "base_position": pos}
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, fell, truncated and not fell, info
+
+    def _observe(self) -> np.ndarray:
+        """Sensor model on top of the simulator's measurement: noise, IMU bias and latency."""
+        true = self.sim.measure()
+        noise, rng = self.params.noise, self.np_random
+        self._imu_queue.append(true)
+        imu = self._imu_queue[0]
+        n = self.spec_robot.n_joints
+        quat = imu.quat
+        if noise.gravity > 0:  # tilt the IMU reading by a small random rotation
+            quat = _perturb_quat(quat, rng.normal(0.0, noise.gravity, 3))
+        state = RobotState(
+            joint_pos=true.joint_pos + rng.normal(0.0, noise.joint_pos, n) if noise.joint_pos else true.joint_pos,
+            joint_vel=true.joint_vel + rng.normal(0.0, noise.joint_vel, n) if noise.joint_vel else true.joint_vel,
+            quat=quat,
+            gyro=imu.gyro + self.params.imu_bias + (rng.normal(0.0, noise.gyro, 3) if noise.gyro else 0.0),
+            accel=imu.accel, timestamp=true.timestamp)
+        return self.obs_builder(state, self.last_action, self.command)
+
+    # --- rendering ----------------------------------------------------------------------------
+    def render(self):
+        import mujoco
+
+        if self.render_mode == "rgb_array":
+            if self._renderer is None:
+                self._renderer = mujoco.Renderer(self.sim.model, *self._render_size)
+                self._camera = mujoco.MjvCamera()
+                self._camera.distance, self._camera.elevation, self._camera.azimuth = 0.9, -20.0, 120.0
+            self._camera.lookat[:] = self.sim.base_pos()
+            self._renderer.update_scene(self.sim.data, self._camera)
+            return self._renderer.render()
+        if self.render_mode == "human":
+            import mujoco.viewer
+
+            if self._viewer is None:
+                self._viewer = mujoco.viewer.launch_passive(self.sim.model, self.sim.data)
+            self._viewer.sync()
+        return None
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+
+def _perturb_quat(quat: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
+    """quat * exp(rotvec / 2): a small body-frame rotation, for IMU orientation noise."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return quat
+    axis = rotvec / angle
+    dq = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+    w1, x1, y1, z1 = quat
+    w2, x2, y2, z2 = dq
+    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+
+

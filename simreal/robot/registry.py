@@ -1,0 +1,46 @@
+"""Where robots are found: one folder per robot, holding robot.yaml and its MJCF.
+
+Search order (first hit wins), reported by `simreal robots --paths`:
+1. every directory in $SIMREAL_ROBOT_PATH (os.pathsep separated);
+2. `robots/` beside the package, in a source checkout;
+3. the copy shipped inside the installed package (`simreal._robots`), after `pip install .`.
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+ENV_VAR = "SIMREAL_ROBOT_PATH"
+
+
+def search_path() -> list[Path]:
+    paths = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    checkout = Path(__file__).resolve().parents[2] / "robots"
+    if checkout.is_dir():
+        paths.append(checkout)
+    try:
+        shipped = Path(str(resources.files("simreal._robots")))
+        if shipped.is_dir() and shipped.resolve() != checkout.resolve():
+            paths.append(shipped)
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return paths
+
+
+def list_robots() -> list[str]:
+    names: dict[str, None] = {}
+    for root in search_path():
+        for d in sorted(root.iterdir()) if root.is_dir() else []:
+            if (d / "robot.yaml").is_file():
+                names.setdefault(d.name, None)
+    return list(names)
+
+
+def robot_dir(name: str) -> Path:
+    for root in search_path():
+        d = root / name
+        if (d / "robot.yaml").is_file():
+            return d
+    raise KeyError(f"unknown robot {name!r}; known: {', '.join(list_robots()) or 'none'} "
+                   f"(searched: {', '.join(map(str, search_path()))})")

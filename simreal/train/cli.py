@@ -1,0 +1,161 @@
+"""`simreal train` and `simreal eval` (heavy imports happen inside the commands)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+TRAIN_EPILOG = """\
+examples:
+  simreal train quadruped --algo ppo
+  simreal train Walker2d-v5 --algo sac --timesteps 1e6 --seed 1
+  simreal train quadruped --algo ppo --set hyperparams.learning_rate=1e-4 policy.net_arch=[128,128]
+  simreal train --resume runs/quadruped-ppo-20250101-120000-s0 --timesteps 4e6
+Hyperparameters come from configs/<robot>/<algo>.yaml, then --config, then flags, then --set."""
+
+
+def _steps(text: str) -> int:
+    """'1e6', '1_000_000', '250000' -> int."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of steps: {text!r}") from None
+    if value <= 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"steps must be a positive whole number, got {text!r}")
+    return int(value)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a policy with PPO or SAC (stable-baselines3)",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("robot", nargs="?", metavar="ROBOT",
+                   help="robot folder in robots/ or a Gymnasium id such as Walker2d-v5")
+    p.add_argument("--algo", metavar="{ppo,sac,...}", help="ppo, sac, or one of simreal.algos")
+    p.add_argument("--timesteps", type=_steps, metavar="N", help="total environment steps")
+    p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--envs", type=int, metavar="K", help="parallel environments (n_envs)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<robot>-<algo>-<time>-s<seed>)")
+    p.add_argument("--no-randomize", action="store_true", help="turn domain randomization off")
+    p.add_argument("--config", metavar="FILE", help="YAML overrides on top of the shipped defaults")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override one key, e.g. hyperparams.gamma=0.98 (value parsed as YAML)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run: return, velocity, tracking, falls")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or checkpoint folder)")
+    p.add_argument("--episodes", type=int, default=10, metavar="N")
+    p.add_argument("--no-randomize", action="store_true")
+    p.add_argument("--video", metavar="FILE", help="write an mp4 of the episodes")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--checkpoint", default="auto", metavar="WHICH",
+                   help="best, latest, auto (best if present) or a checkpoint folder")
+    p.add_argument("--seed", type=int, help="seed of the first episode (default: the run's eval seed)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow pickle-based files (stable-baselines3 .zip/.pkl); they can run code")
+    p.set_defaults(func=run_eval)
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from simreal.train.config import ConfigError, dump_yaml, parse_set, read_yaml, resolve
+
+    if args.resume:
+        conflicting = [f for f, v in (("ROBOT", args.robot), ("--algo", args.algo), ("--seed", args.seed),
+                                      ("--envs", args.envs), ("--out", args.out), ("--config", args.config),
+                                      ("--set", args.set), ("--no-randomize", args.no_randomize)) if v]
+        if conflicting:
+            return _error(f"--resume continues a run with its own config.yaml; only --timesteps may "
+                          f"change (got {', '.join(conflicting)})")
+        from simreal.train.checkpoint import CheckpointError
+        from simreal.train.run import RunError, resume
+
+        try:
+            summary = resume(Path(args.resume), timesteps=args.timesteps,
+                             progress=not args.no_progress, argv=sys.argv[1:])
+        except (RunError, CheckpointError, ConfigError) as e:
+            return _error(str(e))
+        print(summary.line())
+        return 0
+
+    if not args.robot or not args.algo:
+        return _error("give ROBOT and --algo (or --resume DIR)")
+    try:
+        layers = []
+        if args.config:
+            layers.append((args.config, read_yaml(Path(args.config))))
+        flags = {}
+        if args.timesteps is not None:
+            flags["timesteps"] = args.timesteps
+        if args.seed is not None:
+            flags["seed"] = args.seed
+        if args.envs is not None:
+            flags["n_envs"] = args.envs
+        if args.no_randomize:
+            flags["env"] = {"randomize": False}
+        if flags:
+            layers.append(("command line", flags))
+        if args.set:
+            layers.append(("--set", parse_set(args.set)))
+        cfg = resolve(args.robot, args.algo, layers)
+    except ConfigError as e:
+        return _error(str(e))
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    _check_robot(args.robot)
+    from simreal.train.run import RunError, train
+
+    try:
+        summary = train(cfg, Path(args.out) if args.out else None, progress=not args.no_progress,
+                        argv=sys.argv[1:])
+    except RunError as e:
+        return _error(str(e))
+    print(summary.line())
+    return 0
+
+
+def _check_robot(name: str) -> None:
+    """Fail early, before a run directory exists, on a name that is neither a robot nor an id."""
+    import gymnasium as gym
+
+    from simreal.robot.registry import list_robots
+
+    if name not in list_robots() and name not in gym.registry:
+        robots = ", ".join(list_robots()) or "none"
+        raise SystemExit(f"error: {name!r} is neither a robot ({robots}) nor a registered "
+                         f"Gymnasium id (e.g. Walker2d-v5)")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from simreal.train.checkpoint import CheckpointError
+    from simreal.train.evaluate import evaluate_run, to_json
+    from simreal.train.sb3 import UntrustedContentError
+
+    if args.episodes < 1:
+        return _error("--episodes must be at least 1")
+    try:
+        result, source = evaluate_run(
+            Path(args.run_dir), episodes=args.episodes,
+            randomize=False if args.no_randomize else None,
+            video=Path(args.video) if args.video else None, checkpoint=args.checkpoint,
+            seed=args.seed, trust=args.trust_checkpoint)
+    except (CheckpointError, UntrustedContentError, FileNotFoundError) as e:
+        return _error(str(e))
+    if args.json:
+        print(to_json(result, source))
+    else:
+        print(f"{source['robot']} {source['algo']} · {source['checkpoint']} (step {source['step']:,}) · "
+              f"{result.episodes} episodes · {result.line()}")
+        if args.video:
+            print(f"video: {args.video}")
+    return 0

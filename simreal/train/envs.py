@@ -1,0 +1,48 @@
+"""Environments for training and evaluation, built the same way from a TrainConfig."""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+
+from simreal.train.config import TrainConfig
+from simreal.train.episode import EpisodeStatsWrapper
+
+
+def make_single(robot: str, randomize: bool, env_kwargs: dict[str, Any],
+                render_mode: str | None = None) -> gym.Env:
+    from simreal.envs.registration import make_env
+
+    kwargs = dict(env_kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    return EpisodeStatsWrapper(make_env(robot, randomize=randomize, **kwargs))
+
+
+def _make_monitored(robot: str, randomize: bool, env_kwargs: dict[str, Any]) -> gym.Env:
+    from stable_baselines3.common.monitor import Monitor
+
+    return Monitor(make_single(robot, randomize, env_kwargs))
+
+
+def make_vec(cfg: TrainConfig, seed: int, n_envs: int | None = None, *, randomize: bool | None = None):
+    """(vec_env, vec_normalize or None): K seeded envs (seed, seed+1, ...), normalized as configured."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+    n = n_envs or cfg.n_envs
+    rand = cfg.env.randomize if randomize is None else randomize
+    factory = functools.partial(_make_monitored, cfg.robot, rand, dict(cfg.env.kwargs))
+    if cfg.env.vec_env == "subproc" and n > 1:
+        venv = SubprocVecEnv([factory] * n)
+    else:
+        venv = DummyVecEnv([factory] * n)
+    venv.seed(seed)
+    venv.action_space.seed(seed)
+    norm = cfg.normalize
+    if not (norm.obs or norm.reward):
+        return venv, None
+    gamma = getattr(cfg.hyperparams, "gamma", 0.99)
+    vn = VecNormalize(venv, norm_obs=norm.obs, norm_reward=norm.reward, clip_obs=norm.clip_obs,
+                      clip_reward=norm.clip_reward, gamma=gamma)
+    return vn, vn

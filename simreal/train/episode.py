@@ -1,0 +1,79 @@
+"""Per-episode figures, computed once for training logs and evaluation alike.
+
+Robot envs report `forward_velocity`, `command` ([vx, yaw_rate]), `reward_terms` and `fell` in
+`info`; Gymnasium's MuJoCo walkers report `x_velocity`. For envs without `fell`, a termination
+before the time limit counts as a fall (true for the Gymnasium walkers: they end when unhealthy).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+INFO_KEY = "episode_stats"
+
+
+@dataclass
+class EpisodeStats:
+    ret: float = 0.0
+    length: int = 0
+    fell: bool = False
+    forward_velocity: float = math.nan     # mean over steps; NaN if the env does not report it
+    tracking_error: float = math.nan       # mean |v - v_cmd|; NaN without a command
+    reward_terms: dict[str, float] = field(default_factory=dict)   # per-episode sums
+
+
+def forward_velocity(info: dict[str, Any]) -> float | None:
+    v = info.get("forward_velocity", info.get("x_velocity"))
+    return None if v is None else float(v)
+
+
+class EpisodeStatsWrapper(gym.Wrapper):
+    """Accumulates an episode's figures; puts an EpisodeStats in info[INFO_KEY] on its last step."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.last_stats: EpisodeStats | None = None
+        self._reset_sums()
+
+    def _reset_sums(self) -> None:
+        self._ret, self._len = 0.0, 0
+        self._v_sum, self._v_n, self._err_sum, self._err_n = 0.0, 0, 0.0, 0
+        self._terms: dict[str, float] = {}
+
+    def reset(self, **kwargs):
+        self._reset_sums()
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._ret += float(reward)
+        self._len += 1
+        v = forward_velocity(info)
+        if v is not None:
+            self._v_sum += v
+            self._v_n += 1
+            cmd = info.get("command")
+            if cmd is not None:
+                self._err_sum += abs(v - float(np.asarray(cmd).reshape(-1)[0]))
+                self._err_n += 1
+        for name, value in (info.get("reward_terms") or {}).items():
+            self._terms[name] = self._terms.get(name, 0.0) + float(value)
+        if terminated or truncated:
+            fell = info.get("fell", terminated and not truncated)
+            self.last_stats = EpisodeStats(
+                ret=self._ret, length=self._len, fell=bool(fell),
+                forward_velocity=self._v_sum / self._v_n if self._v_n else math.nan,
+                tracking_error=self._err_sum / self._err_n if self._err_n else math.nan,
+                reward_terms=dict(self._terms))
+            info = {**info, INFO_KEY: self.last_stats}
+        return obs, reward, terminated, truncated, info
+
+
+def nanmean(values: list[float]) -> float:
+    """Mean of the finite values; NaN (silently) when there are none."""
+    finite = [v for v in values if v == v]
+    return sum(finite) / len(finite) if finite else math.nan

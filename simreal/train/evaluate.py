@@ -1,0 +1,120 @@
+"""Deterministic evaluation: N seeded episodes -> return, forward velocity, tracking error, falls.
+
+Each episode i starts from env.reset(seed=seed + i), so two evaluations with the same seed see
+the same randomized robots and commands; the periodic evaluations during training are therefore
+comparable with each other.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from simreal.train.episode import INFO_KEY, EpisodeStats, nanmean
+from simreal.train.normalizer import Normalizer
+
+EVAL_SEED_OFFSET = 10_000   # evaluation episodes never share seeds with training envs
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    episodes: int
+    mean_return: float
+    std_return: float
+    mean_forward_velocity: float      # m/s (NaN if the env does not report a velocity)
+    mean_tracking_error: float        # mean |v - v_cmd| in m/s (NaN without a command)
+    fall_rate: float                  # fraction of episodes that ended in a fall
+    mean_length: float                # steps
+    returns: tuple[float, ...] = ()
+
+    @classmethod
+    def from_episodes(cls, eps: list[EpisodeStats]) -> "EvalResult":
+        rets = [e.ret for e in eps]
+        return cls(episodes=len(eps), mean_return=float(np.mean(rets)), std_return=float(np.std(rets)),
+                   mean_forward_velocity=nanmean([e.forward_velocity for e in eps]),
+                   mean_tracking_error=nanmean([e.tracking_error for e in eps]),
+                   fall_rate=sum(e.fell for e in eps) / len(eps),
+                   mean_length=float(np.mean([e.length for e in eps])), returns=tuple(rets))
+
+    def to_dict(self) -> dict:
+        """JSON-safe: NaN (figure not reported by the env) becomes null."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else
+                    list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def line(self) -> str:
+        parts = [f"return {self.mean_return:.1f} ± {self.std_return:.1f}"]
+        if not math.isnan(self.mean_forward_velocity):
+            parts.append(f"v {self.mean_forward_velocity:.2f} m/s")
+        if not math.isnan(self.mean_tracking_error):
+            parts.append(f"err {self.mean_tracking_error:.2f}")
+        parts += [f"falls {self.fall_rate:.0%}", f"len {self.mean_length:.0f}"]
+        return " · ".join(parts)
+
+
+Act = Callable[[np.ndarray], np.ndarray]
+
+
+def run_episodes(act: Act, env, normalizer: Normalizer, episodes: int, seed: int,
+                 video: Path | None = None, fps: int | None = None) -> EvalResult:
+    """Roll out `act` (normalized obs -> action) in `env` (an EpisodeStatsWrapper)."""
+    writer = None
+    if video is not None:
+        import imageio
+
+        fps = fps or int(env.metadata.get("render_fps", 30))
+        writer = imageio.get_writer(str(video), fps=fps)
+    stats: list[EpisodeStats] = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            while True:
+                action = act(normalizer.normalize_obs(obs))
+                obs, _, terminated, truncated, info = env.step(action)
+                if writer is not None:
+                    writer.append_data(env.render())
+                if terminated or truncated:
+                    stats.append(info[INFO_KEY])
+                    break
+    finally:
+        if writer is not None:
+            writer.close()
+    return EvalResult.from_episodes(stats)
+
+
+def predictor(model, deterministic: bool = True) -> Act:
+    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+
+
+def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = None,
+                 video: Path | None = None, checkpoint: str = "auto", seed: int | None = None,
+                 trust: bool = False) -> tuple[EvalResult, dict]:
+    """Evaluate a run directory's policy; returns the result and where the policy came from."""
+    from simreal.train.envs import make_single
+    from simreal.train.snapshot import load_run
+
+    loaded = load_run(Path(run_dir), checkpoint=checkpoint, trust=trust)
+    cfg = loaded.config
+    rand = (cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize) \
+        if randomize is None else randomize
+    if video is not None and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"   # headless rendering
+    env = make_single(cfg.robot, rand, dict(cfg.env.kwargs),
+                      render_mode="rgb_array" if video is not None else None)
+    try:
+        result = run_episodes(predictor(loaded.model, cfg.eval.deterministic), env,
+                              loaded.normalizer, episodes,
+                              (cfg.seed + EVAL_SEED_OFFSET) if seed is None else seed, video=video)
+    finally:
+        env.close()
+    source = {"run_dir": str(run_dir), "checkpoint": str(loaded.source), "step": loaded.step,
+              "robot": cfg.robot, "algo": cfg.algo, "randomize": rand}
+    return result, source
+
+
+def to_json(result: EvalResult, source: dict) -> str:
+    return json.dumps({**result.to_dict(), **source}, indent=1)

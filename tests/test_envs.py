@@ -1,0 +1,159 @@
+"""Locomotion environments: API checkers, reward bookkeeping, randomization, shared observation."""
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import simreal  # noqa: F401  (registers simreal/<Robot>-v0)
+from simreal.envs.locomotion import LocomotionEnv
+from simreal.envs.registration import env_id, make_env
+from simreal.robot.observation import gravity_in_body
+
+
+def test_gymnasium_and_sb3_checkers_pass(robot):
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check(gym.make(env_id(robot)).unwrapped, skip_render_check=True)
+        sb3_check(LocomotionEnv(robot), warn=True)
+
+
+def test_registered_ids_make_after_import(robot):
+    env = gym.make(env_id(robot))
+    obs, info = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    assert "randomization" in info
+
+
+def test_random_rollout_1000_steps_finite_no_warnings(robot):
+    env = make_env(robot, seed=3)
+    env.reset(seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(1000):
+            obs, r, term, trunc, info = env.step(env.action_space.sample())
+            assert np.all(np.isfinite(obs)) and np.isfinite(r)
+            if term or trunc:
+                env.reset()
+
+
+def test_reward_terms_sum_to_reward(robot):
+    env = LocomotionEnv(robot)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        _, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape))
+        terms = info["reward_terms"]
+        seen |= set(terms)
+        assert sum(terms.values()) == pytest.approx(r, abs=1e-9)
+        if term or trunc:
+            env.reset()
+    assert seen == set(env.spec_robot.task.reward_scales)
+
+
+def _sample(seed: int, **kw) -> dict:
+    env = LocomotionEnv("quadruped", **kw)
+    _, info = env.reset(seed=seed)
+    return info["randomization"]
+
+
+def test_randomization_same_seed_repeats_different_seeds_differ():
+    a, b, c = _sample(7), _sample(7), _sample(8)
+    assert a == b
+    assert a != c
+    assert a["friction"] != c["friction"] and a["kp_scale"] != c["kp_scale"]
+
+
+def test_randomization_is_applied_to_the_model():
+    env = LocomotionEnv("quadruped")
+    _, info = env.reset(seed=5)
+    m = env.sim.model
+    assert m.geom_friction[env.sim.foot_geoms[0], 0] == pytest.approx(info["randomization"]["friction"])
+    np.testing.assert_allclose(env.sim.servo.kp, env.spec_robot.servo.kp * np.array(info["randomization"]["kp_scale"]))
+    np.testing.assert_allclose(m.actuator_gainprm[env.sim.act_idx, 0], env.sim.servo.kp)
+    assert len(env._action_queue) == info["randomization"]["action_latency"] + 1
+
+
+def test_no_randomize_is_nominal_and_deterministic():
+    p = _sample(1, randomize=False)
+    assert p["friction"] == 1.0 and p["action_latency"] == 0 and p["terrain_height"] == 0.0
+    assert set(p["kp_scale"]) == {1.0}
+    envs = [LocomotionEnv("quadruped", randomize=False, command=(0.4, 0.0)) for _ in range(2)]
+    obs = [e.reset(seed=s)[0] for e, s in zip(envs, (1, 2))]
+    np.testing.assert_array_equal(obs[0], obs[1])  # seed only picks randomization and command
+
+
+def test_curriculum_scale_shrinks_ranges():
+    env = LocomotionEnv("quadruped", randomization_scale=0.0)
+    _, info = env.reset(seed=4)
+    assert info["randomization"]["friction"] == pytest.approx(1.0)
+    assert info["randomization"]["action_latency"] == 0
+    env.set_randomization_scale(1.0)
+    frictions = {env.reset(seed=s)[1]["randomization"]["friction"] for s in range(5)}
+    assert len(frictions) == 5
+
+
+def test_env_observation_is_the_shared_function():
+    """Without noise, the env's observation equals the runtime's builder on the measured state."""
+    from simreal.robot.observation import builder_for
+
+    env = LocomotionEnv("quadruped", randomize=False, command=(0.3, 0.1))
+    env.reset(seed=0)
+    builder = builder_for(env.spec_robot)
+    action = np.full(8, 0.2)
+    obs, *_ = env.step(action)
+    expected = builder(env.sim.measure(), action, np.array([0.3, 0.1]))
+    np.testing.assert_array_equal(obs, expected)
+
+
+def test_gravity_in_body_frame():
+    np.testing.assert_allclose(gravity_in_body(np.array([1.0, 0, 0, 0])), [0, 0, -1], atol=1e-12)
+    # Rolled +90 deg about x: gravity points along body -y... check with a rotation matrix.
+    half = np.pi / 4
+    q = np.array([np.cos(half), np.sin(half), 0, 0])
+    w, x, y, z = q
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                    [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                    [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    np.testing.assert_allclose(gravity_in_body(q), rot.T @ [0, 0, -1], atol=1e-12)
+
+
+def test_falling_terminates_with_fell():
+    env = LocomotionEnv("quadruped", randomize=False)
+    env.reset(seed=0)
+    env.sim.data.qpos[3:7] = [np.cos(0.7), np.sin(0.7), 0, 0]  # rolled 80 degrees
+    _, _, term, trunc, info = env.step(np.zeros(8))
+    assert term and not trunc and info["fell"]
+
+
+def test_servo_speed_is_capped_by_back_emf():
+    """Hanging in the air, a full-range target step cannot move a joint faster than v_max."""
+    import mujoco
+
+    from simreal.envs.physics import Simulator
+    from simreal.robot.spec import load_robot
+
+    spec = load_robot("quadruped")
+    sim = Simulator(spec)
+    sim.reset(height=1.0)
+    sim.model.opt.gravity[:] = 0.0
+    target = spec.default_pose.copy()
+    target[1] = spec.joint_min[1]
+    peak = 0.0
+    for _ in range(100):
+        sim.step(target, n_substeps=1)
+        peak = max(peak, abs(sim.joint_vel()[1]))
+    assert 0.5 * spec.servo.velocity_limit < peak <= 1.02 * spec.servo.velocity_limit
+    assert mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_ACTUATOR, "fl_knee") == sim.act_idx[1]
+
+
+def test_encoders_are_quantized():
+    env = LocomotionEnv("quadruped", randomize=False)
+    env.reset(seed=0)
+    q = env.sim.measure().joint_pos
+    ticks = q / env.sim.encoder_resolution
+    np.testing.assert_allclose(ticks, np.round(ticks), atol=1e-9)
