@@ -138,16 +138,10 @@ class Simulator:
         touching = set(con.geom1.tolist()) | set(con.geom2.tolist())
         return np.array([g in touching for g in self.foot_geoms.tolist()])
 
-    def foot_velocities_xy(self) -> np.ndarray:
-        """Horizontal speed of each foot's body, m/s (for slip)."""
-        out = np.empty(len(self.foot_bodies))
-        vel = np.zeros(6)
-        for k, b in enumerate(self.foot_bodies):
-            mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_BODY, b, vel, 0)
-            out[k] = np.hypot(vel[3], vel[4])
-        return out
+    def foot_positions(self) -> np.ndarray:
+        """World positions of the foot geoms, (n_feet, 3)."""
+        return self.data.geom_xpos[self.foot_geoms].copy()
 
-    # --- actuation ----------------------------------------------------------------------------
     @property
     def last_torque(self) -> np.ndarray:
         """Servo drive torque of the last physics step (before back-EMF), N*m."""
