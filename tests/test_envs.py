@@ -157,3 +157,15 @@ def test_encoders_are_quantized():
     q = env.sim.measure().joint_pos
     ticks = q / env.sim.encoder_resolution
     np.testing.assert_allclose(ticks, np.round(ticks), atol=1e-9)
+
+
+def test_perturb_quat_is_a_small_rotation():
+    from simreal.envs.locomotion import _perturb_quat
+
+    q = np.array([np.cos(0.3), 0.0, np.sin(0.3), 0.0])
+    out = _perturb_quat(q, np.array([0.0, 0.0, 0.0]))
+    np.testing.assert_array_equal(out, q)
+    out = _perturb_quat(q, np.array([0.02, -0.01, 0.03]))
+    assert np.linalg.norm(out) == pytest.approx(1.0)
+    angle = 2 * np.arccos(min(1.0, abs(float(out @ q))))
+    assert angle == pytest.approx(np.linalg.norm([0.02, -0.01, 0.03]), rel=1e-6)

@@ -205,14 +205,12 @@ class LocomotionEnv(gym.Env):
 
 def _perturb_quat(quat: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
     """quat * exp(rotvec / 2): a small body-frame rotation, for IMU orientation noise."""
-    angle = float(np.linalg.norm(rotvec))
+    rx, ry, rz = (float(v) for v in rotvec)
+    angle = (rx * rx + ry * ry + rz * rz) ** 0.5
     if angle < 1e-12:
         return quat
-    axis = rotvec / angle
-    dq = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
-    w1, x1, y1, z1 = quat
-    w2, x2, y2, z2 = dq
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
-
-
+    c, k = np.cos(angle / 2), np.sin(angle / 2) / angle
+    x2, y2, z2 = k * rx, k * ry, k * rz
+    w1, x1, y1, z1 = (float(v) for v in quat)
+    return np.array([w1 * c - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * c + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * c + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * c])

@@ -33,9 +33,9 @@ TERMS = {
     "tracking_yaw": lambda q: np.exp(-(q.ang_vel_body[2] - q.command[1]) ** 2 / YAW_SIGMA),
     "upright": lambda q: q.up_z,
     "lin_vel_z": lambda q: q.lin_vel_body[2] ** 2,
-    "torque": lambda q: float(np.sum(q.torque ** 2)),
-    "action_rate": lambda q: float(np.sum((q.action - q.last_action) ** 2)),
-    "foot_slip": lambda q: float(np.sum(q.foot_contact * q.foot_speed ** 2)),
+    "torque": lambda q: float(q.torque @ q.torque),
+    "action_rate": lambda q: float((q.action - q.last_action) @ (q.action - q.last_action)),
+    "foot_slip": lambda q: float(q.foot_contact @ (q.foot_speed * q.foot_speed)),
     "alive": lambda q: 1.0,
 }
 

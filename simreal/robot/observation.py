@@ -79,8 +79,9 @@ def gravity_in_body(quat: np.ndarray) -> np.ndarray:
     For q = (w, x, y, z), the third row of R is (2(xz - wy), 2(yz + wx), 1 - 2(x^2 + y^2)),
     so R^T (0,0,-1) = -(that row).
     """
-    w, x, y, z = quat / np.linalg.norm(quat)
-    return -np.array([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])
+    w, x, y, z = (float(v) for v in quat)  # plain floats: this runs every control step
+    n2 = w * w + x * x + y * y + z * z
+    return -np.array([2 * (x * z - w * y), 2 * (y * z + w * x), n2 - 2 * (x * x + y * y)]) / n2
 
 
 def observation_frame(state: RobotState, last_action: np.ndarray, command: np.ndarray,
