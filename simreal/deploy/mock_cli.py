@@ -1,0 +1,50 @@
+"""`simreal mock-robot`: a simulated robot behind a pseudo-terminal (import-light).
+
+The same arguments serve `python -m simreal.deploy.mock_robot`.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("robot", nargs="?", default="quadruped", help="robot name or folder (default quadruped)")
+    p.add_argument("--gap", default=None, metavar="PROFILE|key=value,...",
+                   help="reality gap: a profile in configs/gap (nominal, worn, heavy, slippery), a YAML "
+                        "file, key=value overrides on nominal, or PROFILE,key=value,... (default nominal)")
+    p.add_argument("--faults", default=None, metavar="SPEC",
+                   help="fault schedule, e.g. drop=0.02,corrupt=0.01,stall_at=5:0.5,disconnect_at=20 "
+                        "(see simreal/deploy/faults.py)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sensor noise, jitter and the fault draws")
+    p.add_argument("--lockstep", action="store_true",
+                   help="no real-time clock: each COMMAND advances exactly one control period "
+                        "(deterministic, for unit tests); the watchdog is off")
+    p.add_argument("--watchdog-ms", type=int, default=200,
+                   help="damp, then torque off, when no valid request arrives for this long while torque "
+                        "is on (0 = no watchdog; default 200)")
+    p.add_argument("--watchdog-damp", type=float, default=0.3, metavar="S",
+                   help="seconds of DAMP before the watchdog turns torque off (default 0.3)")
+    p.add_argument("--link-timeout", type=float, default=None, metavar="S",
+                   help="the host's reply timeout that late=P:F multiplies (default robot.yaml serial.timeout)")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="report no joint calibration: TORQUE on is refused (FAULTS D4)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="exit by itself after S seconds")
+    p.add_argument("--link-file", default=None, metavar="PATH", help="also write the port path here (atomic)")
+    p.add_argument("--report", default=None, metavar="PATH",
+                   help="write the JSON report (injected faults, counters, ground truth) here on exit")
+    p.add_argument("--stdin-lifeline", action="store_true",
+                   help="exit when stdin reaches EOF (a parent that dies closes it)")
+    p.add_argument("--list-gaps", action="store_true", help="list the named gap profiles and exit")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mock-robot", help="simulate a robot (MuJoCo + reality gap + faults) on a "
+                                          "pseudo-terminal; prints `PORT /dev/pts/N` first")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simreal.deploy.mock_robot import run_from_args
+
+    return run_from_args(args)

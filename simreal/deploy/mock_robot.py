@@ -1,0 +1,880 @@
+"""The mock robot: the robot's MuJoCo model behind a pseudo-terminal, speaking the ROBOT side of
+docs/protocol.md, so `simreal deploy` runs the same runtime, driver and protocol with or without
+hardware (hardware-in-the-loop tests are only meaningful because nothing else changes).
+
+    simreal mock-robot quadruped --gap worn --faults drop=0.02,stall_at=5:0.5 --seed 1
+    PORT /dev/pts/5                       <- first line of stdout; point `simreal deploy` at it
+
+Behaviour (each choice is what firmware on a real robot would do):
+
+* Real time: physics runs on the mock's own monotonic clock, not in lockstep with commands. A
+  request read at wall time t is served at t + request wire time + latency + U(0, jitter) (in
+  arrival order); the state it returns is the physics at that moment (at most one physics step
+  old; its timestamp is the serving time in microseconds) and it reaches the host one reply wire
+  time later (bytes x 10 / baud). Idle, physics advances in bursts of BURST_S; before anything is
+  served or fired it is caught up to the exact moment. `--lockstep` (unit tests): each COMMAND
+  advances exactly one control period, replies leave at once, the clock is simulated time and the
+  watchdog is off; the same seed and requests give the same bytes.
+* Servo modes: torque off (no drive; the robot starts limp and sinks to the floor), position
+  (PD to the targets; COMMAND gain scales honoured), DAMP (kp = 0, the servo's kd kept: it sags
+  slowly). TORQUE 1 starts from the measured pose; HOLD re-targets the measured pose (a later
+  COMMAND drives again); DAMP stays until TORQUE or HOLD. With torque off, COMMAND/HOLD/DAMP
+  move nothing. Targets are clamped to the robot's joint limits; non-finite values are refused.
+* Backlash b (rad, total gear play) is a play operator between the commanded target and the
+  servo's target: target_servo = clip(target_servo, cmd - b/2, cmd + b/2), so the joint settles up
+  to b/2 from the command depending on the approach direction (gear play's steady-state effect,
+  not its impact dynamics).
+* Watchdog (FAULTS C9): with torque on and no valid request for watchdog_ms, the robot goes to
+  DAMP, sets WATCHDOG, and turns torque off `watchdog_damp_s` later. WATCHDOG clears on TORQUE 1.
+* Faults: `simreal.deploy.faults` (schedule and per-reply faults, all seeded).
+* Ground truth (SIM_GET_GROUND_TRUTH): base pose and velocity, sim time since the last reset,
+  fallen (tilt above task.max_tilt_deg or base below task.min_base_height). The JSON report
+  (--report, and a `REPORT {...}` line on stderr at exit) adds what was injected, request and
+  link counters, falls (standing -> fallen while powered) and watchdog trips.
+
+The process exits cleanly on SIGTERM/SIGINT/SIGHUP, `--duration`, `disconnect_at`, or stdin EOF
+with `--stdin-lifeline`. `spawn()` starts one for tests and demos.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import fcntl
+import heapq
+import itertools
+import json
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from simreal.deploy import protocol as P
+from simreal.envs import servo as servo_model
+from simreal.deploy.faults import FAULT_KINDS, FaultSchedule, FaultSpecError, Injected, TimedFault, corrupt, \
+    parse_faults
+from simreal.deploy.gap import GapProfile
+
+PORT_PREFIX = "PORT "
+FIRMWARE = (0, 1, 0)
+BURST_S = 0.02                  # idle physics is stepped in bursts this long (fewer wake-ups)
+_FAULT_BITS = {k: P.Fault[k.upper()] for k in FAULT_KINDS}
+_REQUESTS = (P.Hello, P.GetState, P.Command, P.Torque, P.Hold, P.Damp, P.Heartbeat, P.ClearErrors,
+             P.SimReset, P.SimGetGroundTruth)
+
+
+@dataclass(frozen=True)
+class RobotOptions:
+    watchdog_s: float = 0.2         # 0: no watchdog
+    watchdog_damp_s: float = 0.3
+    calibrated: bool = True
+    lockstep: bool = False
+
+
+class MockRobot:
+    """The robot itself: simulator + gap + servo modes + flags + timed faults. No I/O.
+
+    `clock` is the mock's time in seconds that physics has reached (it survives SIM_RESET, so
+    timestamps stay monotonic); `handle(frame, now)` serves one request at mock time `now`.
+    """
+
+    def __init__(self, spec, gap: GapProfile, schedule: FaultSchedule, seed: int = 0,
+                 options: RobotOptions = RobotOptions()):
+        from simreal.envs import randomization        # mujoco: imported only when a robot is made
+        from simreal.envs.locomotion import _perturb_quat
+        from simreal.envs.physics import Simulator
+
+        self._perturb_quat = _perturb_quat
+        self.spec, self.gap, self.options = spec, gap, options
+        self.sim = sim = Simulator(spec)
+        n = spec.n_joints
+        sensor_seq, terrain_seq = np.random.SeedSequence(seed).spawn(2)
+        self.sensor_rng = np.random.default_rng(sensor_seq)
+        self.params = gap.domain_params(n, sim.model.nbody - 1)
+        randomization.apply(sim, self.params, np.random.default_rng(terrain_seq))
+        if gap.encoder_ticks_per_rev:
+            sim.encoder_resolution = 2 * np.pi / gap.encoder_ticks_per_rev
+        sim.reset()
+        self.dt = float(sim.model.opt.timestep)
+        self.steps = 0
+        self._tilt_limit = math.radians(spec.task.max_tilt_deg)
+        self._spawn_z = float(sim.model.body_pos[sim.base_id][2])
+        # servo side
+        self.mode = "off"               # off | position | damp
+        self.holding = False
+        self.kp_scale = np.ones(n)
+        self.kd_scale = np.ones(n)
+        self.servo_target = self._encoders()
+        self._servo_key: tuple | None = None
+        self._program_servos()
+        # flags
+        self.errors = 0
+        self.fault_joints = 0
+        self._causes: list[tuple[int, int]] = []     # device faults whose cause is still present
+        self.estop_latched = False
+        self._estop_pressed = 0
+        self.watchdog_tripped = False
+        self._watchdog_off_at = math.inf
+        self.last_rx = 0.0
+        # injected conditions
+        self.injected = Injected()
+        self.tilt_quat: np.ndarray | None = None
+        self.nan_left = 0
+        self._frozen_us: int | None = None
+        self._freeze_depth = 0
+        self._stall_depth = 0
+        self.disconnected = False
+        self.fallen = self._is_fallen()
+        self.falls = 0
+        self.watchdog_trips = 0
+        self.requests: collections.Counter[str] = collections.Counter()
+        self._events: list[tuple[float, int, str, TimedFault]] = []
+        self._build_events(schedule)
+
+    # ---- clock and physics
+
+    @property
+    def clock(self) -> float:
+        return self.steps * self.dt
+
+    @property
+    def stalled(self) -> bool:
+        return self._stall_depth > 0
+
+    def step_physics(self) -> None:
+        sim = self.sim
+        if self.tilt_quat is not None:      # tilt_at: the base is held over at the injected angle
+            sim.data.qpos[3:7] = self.tilt_quat
+            sim.data.qvel[3:6] = 0.0
+        sim.step(self.servo_target, 1)
+        self.steps += 1
+        fallen = self._is_fallen()
+        if fallen and not self.fallen and self.mode != "off":
+            self.falls += 1
+        self.fallen = fallen
+
+    def _is_fallen(self) -> bool:
+        return bool(self.sim.tilt() > self._tilt_limit or self.sim.base_height() < self.spec.task.min_base_height)
+
+    def next_time(self) -> float:
+        """When tick() next has something to do (a scheduled fault or a watchdog timer)."""
+        return min(self._events[0][0] if self._events else math.inf, self._watchdog_deadline(),
+                   self._watchdog_off_at)
+
+    def tick(self, t: float) -> None:
+        """Fire the scheduled faults and watchdog timers due by mock time t."""
+        while self._events and self._events[0][0] <= t:
+            at, _, action, fault = heapq.heappop(self._events)
+            getattr(self, f"_on_{action}")(fault, at)
+        if self._watchdog_deadline() <= t:
+            self.watchdog_tripped = True
+            self.watchdog_trips += 1
+            self._set_mode("damp")
+            self._watchdog_off_at = t + self.options.watchdog_damp_s
+        if self._watchdog_off_at <= t:
+            self._watchdog_off_at = math.inf
+            self._set_mode("off")
+
+    def note_request(self, t: float) -> None:
+        """A valid request arrived at mock time t: it feeds the watchdog."""
+        self.last_rx = t
+
+    def _watchdog_deadline(self) -> float:
+        if self.options.watchdog_s <= 0 or self.mode == "off" or self.watchdog_tripped:
+            return math.inf
+        return self.last_rx + self.options.watchdog_s
+
+    # ---- servo model
+
+    def _encoders(self) -> np.ndarray:
+        """The servos' own (quantized, offset, noise-free) position readings: what HOLD holds."""
+        return self.sim.measure().joint_pos
+
+    def _set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.holding = False
+        self._program_servos()
+
+    def _program_servos(self) -> None:
+        """Write the mode's gains into the actuators (the shared servo model, Simulator's code path)."""
+        key = (self.mode, self.kp_scale.tobytes(), self.kd_scale.tobytes())
+        if key == self._servo_key:
+            return
+        self._servo_key = key
+        s, zero = self.sim.servo, np.zeros(self.spec.n_joints)
+        kp = s.kp * self.kp_scale if self.mode == "position" else zero
+        kd = zero if self.mode == "off" else s.kd * (self.kd_scale if self.mode == "position" else 1.0)
+        servo_model.write_to_model(self.sim.model, self.sim.act_idx, self.sim.dof_idx,
+                                   servo_model.ServoParams(kp, kd, s.torque_limit, s.velocity_limit),
+                                   self.sim.joint_damping)
+
+    def _drive(self, q: np.ndarray) -> None:
+        """New commanded targets through the gear play (backlash) to the servo."""
+        half = self.gap.backlash / 2
+        self.servo_target = np.clip(self.servo_target, q - half, q + half) if half else q
+
+    # ---- sensors
+
+    def _measure(self):
+        """What the robot reports: the simulator's encoders/IMU with the gap's noise and bias
+        (the same sensor model as LocomotionEnv._observe)."""
+        true, noise, rng, n = self.sim.measure(), self.params.noise, self.sensor_rng, self.spec.n_joints
+        q, dq, quat = true.joint_pos, true.joint_vel, true.quat
+        if noise.joint_pos:
+            q = q + rng.normal(0.0, noise.joint_pos, n)
+        if noise.joint_vel:
+            dq = dq + rng.normal(0.0, noise.joint_vel, n)
+        if noise.gravity:
+            quat = self._perturb_quat(quat, rng.normal(0.0, noise.gravity, 3))
+        gyro = true.gyro + self.params.imu_bias + (rng.normal(0.0, noise.gyro, 3) if noise.gyro else 0.0)
+        return q, dq, quat, gyro, true.accel
+
+    @property
+    def status(self) -> int:
+        s = P.Status.SIMULATED | (P.Status.CALIBRATED if self.options.calibrated else 0)
+        if self.mode != "off":
+            s |= P.Status.TORQUE_ON
+        if self.mode == "damp":
+            s |= P.Status.DAMPING
+        if self.mode == "position" and self.holding:
+            s |= P.Status.HOLDING
+        if self.estop_latched:
+            s |= P.Status.ESTOP
+        if self.watchdog_tripped:
+            s |= P.Status.WATCHDOG
+        return int(s)
+
+    def _timestamp_us(self, now: float) -> int:
+        return self._frozen_us if self._frozen_us is not None else int(round(now * 1e6))
+
+    def state(self, now: float) -> P.State:
+        q, dq, quat, gyro, accel = self._measure()
+        if self.nan_left:
+            gyro = gyro.copy()
+            gyro[0] = math.nan
+            self.nan_left -= 1
+            self.injected.nan += 1
+        return P.State(self._timestamp_us(now), self.status, self.errors, self.fault_joints, q.tolist(),
+                       dq.tolist(), quat.tolist(), gyro.tolist(), accel.tolist())
+
+    def info(self) -> P.Info:
+        wd = 0 if self.options.lockstep else min(int(round(self.options.watchdog_s * 1000)), 0xFFFF)
+        return P.Info(self.spec.name, tuple(self.spec.joint_names), FIRMWARE, P.PROTOCOL_VERSION, wd,
+                      int(P.Capability.SIMULATED | P.Capability.GAINS))
+
+    def ground_truth(self) -> P.SimGroundTruth:
+        sim = self.sim
+        return P.SimGroundTruth(sim.time, sim.base_pos().tolist(), sim.base_quat().tolist(),
+                                sim.base_lin_vel_world().tolist(), sim.base_ang_vel_body().tolist(),
+                                self.fallen)
+
+    # ---- requests
+
+    def handle(self, frame: P.Frame, now: float) -> P.Message:
+        """Serve one valid request at mock time `now`; the reply message (never raises on bad input)."""
+        m = frame.msg
+        self.requests[m.TYPE.name] += 1
+        if not isinstance(m, _REQUESTS):
+            return P.Error(P.ErrorCode.UNKNOWN_TYPE, m.TYPE, f"{m.TYPE.name} is not a request")
+        if isinstance(m, P.Hello):
+            return self.info()
+        if isinstance(m, P.Heartbeat):
+            return P.HeartbeatAck(self._timestamp_us(now), self.status, self.errors)
+        if isinstance(m, P.SimGetGroundTruth):
+            return self.ground_truth()
+        handler = {P.Command: self._command, P.Torque: self._torque, P.Hold: self._hold, P.Damp: self._damp,
+                   P.ClearErrors: self._clear_errors, P.SimReset: self._reset}.get(type(m))
+        error = handler(m) if handler else None
+        if error is not None:
+            return error
+        if isinstance(m, P.Command) and self.options.lockstep:
+            for _ in range(self.spec.control.substeps):
+                self.tick(self.clock)
+                self.step_physics()
+            self.tick(self.clock)
+            now = self.clock
+        return self.state(now)
+
+    def _joint_array(self, req: P.Message, name: str, values: Sequence[float], *, nonneg: bool = False):
+        """(array, None) or (None, ERROR): length and finiteness checked, naming the joint."""
+        n = self.spec.n_joints
+        if len(values) != n:
+            return None, P.Error(P.ErrorCode.JOINT_COUNT, req.TYPE,
+                                 f"{name} has {len(values)} joints, robot {self.spec.name} has {n}")
+        a = np.asarray(values, dtype=np.float64)
+        bad = ~np.isfinite(a) | ((a < 0) if nonneg else False)
+        if bad.any():
+            j = int(np.argmax(bad))
+            return None, P.Error(P.ErrorCode.BAD_REQUEST, req.TYPE,
+                                 f"{name}[{self.spec.joint_names[j]}] = {a[j]} is not allowed")
+        return a, None
+
+    def _command(self, m: P.Command) -> P.Error | None:
+        q, err = self._joint_array(m, "q", m.q)
+        if err:
+            return err
+        kp = kd = np.ones(len(q))
+        if m.kp_scale is not None:
+            kp, err = self._joint_array(m, "kp_scale", m.kp_scale, nonneg=True)
+            if err:
+                return err
+            kd, err = self._joint_array(m, "kd_scale", m.kd_scale, nonneg=True)
+            if err:
+                return err
+        if self.estop_latched:
+            return None                 # ignored under e-stop; the STATE says ESTOP
+        self.kp_scale, self.kd_scale = kp, kd
+        if self.mode == "position":
+            self.holding = False
+            self._drive(np.clip(q, self.spec.joint_min, self.spec.joint_max))
+        self._program_servos()
+        return None
+
+    def _torque(self, m: P.Torque) -> P.Error | None:
+        if not m.enable:
+            self._watchdog_off_at = math.inf
+            self._set_mode("off")
+            return None
+        why = [w for w, bad in (("error flags are latched", self.errors), ("e-stop is latched", self.estop_latched),
+                                ("joints are not calibrated", not self.options.calibrated)) if bad]
+        if why:
+            return P.Error(P.ErrorCode.REFUSED, m.TYPE, "torque refused: " + ", ".join(why))
+        self.watchdog_tripped = False
+        self._watchdog_off_at = math.inf
+        self.kp_scale = self.kd_scale = np.ones(self.spec.n_joints)
+        self.servo_target = self._encoders()
+        self._set_mode("position")
+        return None
+
+    def _hold(self, m: P.Hold) -> None:
+        self.servo_target = self._encoders()
+        if self.mode != "off":
+            self._set_mode("position")
+            self.holding = True
+
+    def _damp(self, m: P.Damp) -> None:
+        if self.mode != "off":
+            self._set_mode("damp")
+
+    def _clear_errors(self, m: P.ClearErrors) -> P.Error | None:
+        causes = [P.Fault(bits).name or str(bits) for bits, _ in self._causes]
+        if self._estop_pressed:
+            causes.append("e-stop still pressed")
+        if causes:
+            return P.Error(P.ErrorCode.REFUSED, m.TYPE, "cause still present: " + ", ".join(causes))
+        self.errors = self.fault_joints = 0
+        self.estop_latched = False
+        return None
+
+    def _reset(self, m: P.SimReset) -> P.Error | None:
+        pose = None
+        if m.q is not None:
+            pose, err = self._joint_array(m, "q", m.q)
+            if err:
+                return err
+            pose = pose - self.sim.encoder_offset      # so that the encoders then read q
+        base = None
+        if m.base_pos is not None:
+            base = np.array([*m.base_pos, *m.base_quat], dtype=np.float64)
+            norm = np.linalg.norm(base[3:])
+            if not np.all(np.isfinite(base)) or norm < 1e-6:
+                return P.Error(P.ErrorCode.BAD_REQUEST, m.TYPE, "base pose must be finite with a non-zero quaternion")
+            base[3:] /= norm
+        if m.seed:
+            self.sensor_rng = np.random.default_rng(np.random.SeedSequence(m.seed).spawn(2)[0])
+        self.sim.reset(pose=pose)
+        if base is not None:
+            self.sim.data.qpos[0:7] = base
+            import mujoco
+
+            mujoco.mj_forward(self.sim.model, self.sim.data)
+        self.servo_target = self._encoders()
+        self.holding = False
+        self.fallen = self._is_fallen()
+        return None
+
+    # ---- scheduled faults
+
+    def _build_events(self, schedule: FaultSchedule) -> None:
+        seq = itertools.count()
+        for f in schedule.timed:
+            begin_end = {"stall": ("stall_begin", "stall_end"), "device_fault": ("fault_begin", "fault_end"),
+                         "tilt": ("tilt_begin", "tilt_end"), "freeze_timestamp": ("freeze_begin", "freeze_end"),
+                         "estop": ("estop_begin", "estop_end")}.get(f.kind, (f.kind, None))
+            if f.kind == "device_fault":
+                f = dataclasses.replace(f, joint=str(self._joint_mask(f.joint)))
+            heapq.heappush(self._events, (f.at, next(seq), begin_end[0], f))
+            if begin_end[1] and math.isfinite(f.duration):
+                heapq.heappush(self._events, (f.at + f.duration, next(seq), begin_end[1], f))
+
+    def _joint_mask(self, joint: str) -> int:
+        names = self.spec.joint_names
+        if joint == "all":
+            return (1 << len(names)) - 1
+        if joint in names:
+            return 1 << names.index(joint)
+        if joint.isdigit() and int(joint) < len(names):
+            return 1 << int(joint)
+        raise FaultSpecError(f"--faults device_fault: joint {joint!r} is not 'all', an index < {len(names)} "
+                             f"or one of {names}")
+
+    def _log(self, at: float, kind: str, detail: str = "") -> None:
+        self.injected.events.append((round(at, 6), kind, detail))
+
+    def _on_stall_begin(self, f: TimedFault, at: float) -> None:
+        self._stall_depth += 1
+        self.injected.stall += 1
+        self._log(at, "stall", f"{f.duration:g} s")
+
+    def _on_stall_end(self, f: TimedFault, at: float) -> None:
+        self._stall_depth -= 1
+
+    def _on_disconnect(self, f: TimedFault, at: float) -> None:
+        self.disconnected = True
+        self.injected.disconnect += 1
+        self._log(at, "disconnect")
+
+    def _on_fault_begin(self, f: TimedFault, at: float) -> None:
+        bits, mask = int(_FAULT_BITS[f.fault]), int(f.joint)
+        self.errors |= bits
+        self.fault_joints |= mask
+        self._causes.append((bits, mask))
+        self.injected.device_fault += 1
+        self._log(at, "device_fault", f"{f.fault} joints 0x{mask:x}")
+
+    def _on_fault_end(self, f: TimedFault, at: float) -> None:
+        self._causes.remove((int(_FAULT_BITS[f.fault]), int(f.joint)))
+
+    def _on_tilt_begin(self, f: TimedFault, at: float) -> None:
+        a = math.radians(f.value)
+        self.tilt_quat = np.array([math.cos(a / 2), math.sin(a / 2), 0.0, 0.0])
+        qpos = self.sim.data.qpos
+        qpos[2] = max(qpos[2], self._spawn_z)
+        self.injected.tilt += 1
+        self._log(at, "tilt", f"{f.value:g} deg")
+
+    def _on_tilt_end(self, f: TimedFault, at: float) -> None:
+        self.tilt_quat = None
+
+    def _on_nan(self, f: TimedFault, at: float) -> None:
+        self.nan_left += int(f.value)
+        self._log(at, "nan", f"{int(f.value)} replies")
+
+    def _on_freeze_begin(self, f: TimedFault, at: float) -> None:
+        if not self._freeze_depth:
+            self._frozen_us = int(round(at * 1e6))
+        self._freeze_depth += 1
+        self.injected.freeze_timestamp += 1
+        self._log(at, "freeze_timestamp")
+
+    def _on_freeze_end(self, f: TimedFault, at: float) -> None:
+        self._freeze_depth -= 1
+        if not self._freeze_depth:
+            self._frozen_us = None
+
+    def _on_estop_begin(self, f: TimedFault, at: float) -> None:
+        self._estop_pressed += 1
+        self.estop_latched = True
+        self._watchdog_off_at = math.inf
+        self._set_mode("off")           # the e-stop cuts servo power
+        self.injected.estop += 1
+        self._log(at, "estop")
+
+    def _on_estop_end(self, f: TimedFault, at: float) -> None:
+        self._estop_pressed -= 1
+
+
+# --------------------------------------------------------------------------- the serial side
+
+class Server:
+    """Plays the link: reads requests from the pty master, serves them through MockRobot with the
+    gap's latency, jitter and wire time, applies per-reply faults, writes the replies."""
+
+    def __init__(self, robot: MockRobot, schedule: FaultSchedule, fd: int, *, seed: int = 0,
+                 baudrate: int, link_timeout_s: float, stdin_fd: int | None = None,
+                 duration: float | None = None):
+        self.robot, self.schedule, self.fd, self.seed = robot, schedule, fd, seed
+        self.lockstep = robot.options.lockstep
+        self.byte_s = 10.0 / baudrate               # UART: start + 8 data + stop bits per byte
+        self.link_timeout_s = link_timeout_s
+        self.stdin_fd, self.duration = stdin_fd, duration
+        # Streams of their own, so e.g. adding jitter does not change which replies are dropped.
+        jitter_seq, fault_seq = np.random.SeedSequence([seed, 1]).spawn(2)
+        self.jitter_rng, self.fault_rng = np.random.default_rng(jitter_seq), np.random.default_rng(fault_seq)
+        self.decoder = P.FrameDecoder()
+        self.queue: collections.deque[tuple[float, int, P.Frame | P.Error]] = collections.deque()
+        self.writes: list[tuple[float, int, bytes]] = []   # (wall time due, seq, bytes)
+        self._seq = itertools.count()
+        self._last_due = 0.0
+        self._was_stalled = False
+        self.stop_reason = ""
+        self.counters = collections.Counter()
+        self.max_lag_s = 0.0
+        self.t0 = time.monotonic()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd_ in (self._wake_r, self._wake_w, fd):
+            fcntl.fcntl(fd_, fcntl.F_SETFL, fcntl.fcntl(fd_, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+    def now(self) -> float:
+        return self.robot.clock if self.lockstep else time.monotonic() - self.t0
+
+    # ---- main loop
+
+    def serve(self) -> str:
+        """Run until a stop condition; returns why it stopped."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        old_wakeup = signal.set_wakeup_fd(self._wake_w)
+        try:
+            while not self.stop_reason:
+                self._iterate()
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return self.stop_reason
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.stop_reason = signal.Signals(signum).name
+
+    def _iterate(self) -> None:
+        # Input first: when this process was descheduled, requests already waiting must feed the
+        # watchdog before it is checked (the host is not to blame for the mock's own delays).
+        self._wait_and_read()
+        robot = self.robot
+        if self.duration is not None and time.monotonic() - self.t0 >= self.duration:
+            self.stop_reason = "duration"
+        if self.stop_reason:
+            return
+        if self.lockstep:
+            robot.tick(robot.clock)
+            self._check_stall()
+        else:
+            self._advance(self.now())
+        if robot.disconnected:
+            self.stop_reason = "disconnect"
+            return
+        self._flush_writes()
+
+    def _wait_and_read(self) -> None:
+        """Sleep until the next thing to do or until input arrives; read it."""
+        robot = self.robot
+        wake = self.writes[0][0] - self.t0 if self.writes else math.inf
+        if self.duration is not None:
+            wake = min(wake, self.duration)
+        if not self.lockstep:
+            due = min(self.queue[0][0] if self.queue else math.inf, robot.next_time())
+            wake = min(wake, due, robot.clock + BURST_S)   # mock clock == wall clock here
+        timeout = None if math.isinf(wake) else max(0.0, wake - (time.monotonic() - self.t0))
+        rlist = [self._wake_r] + ([] if robot.stalled else [self.fd]) + \
+            ([self.stdin_fd] if self.stdin_fd is not None else [])
+        ready, _, _ = select.select(rlist, [], [], timeout)
+        if self._wake_r in ready:
+            _drain(self._wake_r)
+        if self.stdin_fd is not None and self.stdin_fd in ready and not os.read(self.stdin_fd, 4096):
+            self.stop_reason = "stdin closed"
+        if self.fd in ready:
+            self._read()
+
+    def _advance(self, now: float) -> None:
+        """Real time: step physics, fire timers and serve due requests in time order, up to `now`."""
+        robot = self.robot
+        while True:
+            t_next_step = robot.clock + robot.dt
+            t_item = min(self.queue[0][0] if self.queue else math.inf, robot.next_time())
+            if t_item <= now and t_item < t_next_step:
+                t = max(t_item, robot.clock)
+                robot.tick(t)
+                self._check_stall()
+                if robot.disconnected:
+                    return
+                while self.queue and self.queue[0][0] <= t:
+                    _, tag, item = self.queue.popleft()
+                    self._reply(tag, robot.handle(item, t) if isinstance(item, P.Frame) else item, t)
+            elif t_next_step <= now:
+                robot.step_physics()
+            else:
+                break
+        self.max_lag_s = max(self.max_lag_s, time.monotonic() - self.t0 - robot.clock)
+
+    def _check_stall(self) -> None:
+        stalled = self.robot.stalled
+        if stalled and not self._was_stalled:       # a stalled device loses what it was doing
+            self.counters["lost_to_stall"] += len(self.queue) + len(self.writes)
+            self.queue.clear()
+            self.writes.clear()
+        elif self._was_stalled and not stalled:     # ... and what piled up in its receive buffer
+            self.counters["bytes_lost_to_stall"] += len(_drain(self.fd))
+            self.decoder.reset()
+        self._was_stalled = stalled
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:          # cannot happen while we hold the slave open; be safe
+            self.stop_reason = f"pty error: {exc}"
+            return
+        self.counters["bytes_in"] += len(data)
+        arrival = self.now()
+        for item in self.decoder.feed(data):
+            self._received(item, arrival)
+
+    def _received(self, item: P.Frame | P.ProtocolError, arrival: float) -> None:
+        """Queue a request (or the ERROR a bad but CRC-valid frame earns); stay silent on damage."""
+        if isinstance(item, P.Frame):
+            self.robot.note_request(arrival)
+            tag, wire = item.tag, len(P.encode(item.msg, item.tag)) * self.byte_s
+        elif isinstance(item, P.VersionMismatch):
+            tag, wire = item.tag, 0.0
+            item = P.Error(P.ErrorCode.VERSION, item.msg_type, f"this robot speaks protocol v{P.PROTOCOL_VERSION}")
+        elif isinstance(item, P.UnknownMessage):
+            tag, wire = item.tag, 0.0
+            item = P.Error(P.ErrorCode.UNKNOWN_TYPE, item.msg_type & 0xFF, str(item)[:P.MAX_DETAIL])
+        elif isinstance(item, (P.BadLength, P.BadValue)):
+            # The CRC passed, so the frame was meant for us; the codec does not always say its tag.
+            tag, wire = getattr(item, "tag", 0) or 0, 0.0
+            item = P.Error(P.ErrorCode.BAD_REQUEST, (getattr(item, "msg_type", 0) or 0) & 0xFF,
+                           str(item).encode()[:P.MAX_DETAIL].decode(errors="ignore"))
+        else:
+            return                      # CRC / framing / too long: never answered (protocol rule 5)
+        if self.lockstep:
+            self._reply(tag, self.robot.handle(item, self.robot.clock) if isinstance(item, P.Frame) else item,
+                        self.robot.clock)
+            return
+        jitter = self.jitter_rng.uniform(0.0, self.robot.gap.jitter) if self.robot.gap.jitter else 0.0
+        due = max(self._last_due, arrival + wire + self.robot.gap.latency + jitter)
+        self._last_due = due
+        self.queue.append((due, tag, item))
+
+    def _reply(self, tag: int, msg: P.Message, t: float) -> None:
+        """Encode, apply this reply's fault draw, schedule the bytes (t = mock time it was served)."""
+        data = P.encode(msg, tag)
+        self.counters["replies"] += 1
+        if isinstance(msg, P.Error):
+            self.counters["errors_sent"] += 1
+        due = time.monotonic() if self.lockstep else self.t0 + t + len(data) * self.byte_s
+        fault = self.schedule.draw(self.fault_rng)
+        if fault:
+            setattr(self.robot.injected, fault, getattr(self.robot.injected, fault) + 1)
+        if fault == "drop":
+            return
+        if fault == "corrupt":
+            data = corrupt(data, self.fault_rng)
+        if fault == "late":
+            due += self.schedule.late_factor * self.link_timeout_s
+        for _ in range(2 if fault == "dup" else 1):
+            heapq.heappush(self.writes, (due, next(self._seq), data))
+
+    def _flush_writes(self) -> None:
+        now = time.monotonic()
+        while self.writes and self.writes[0][0] <= now:
+            data = heapq.heappop(self.writes)[2]
+            try:
+                n = os.write(self.fd, data)
+            except (BlockingIOError, OSError):
+                n = 0                   # nobody reads: the bytes are lost, as on a wire
+            self.counters["bytes_out"] += n
+            self.counters["bytes_lost"] += len(data) - n
+
+    def report(self) -> dict:
+        r, sim = self.robot, self.robot.sim
+        return {
+            "robot": r.spec.name, "seed": self.seed, "lockstep": self.lockstep, "exit_reason": self.stop_reason,
+            "clock_s": round(r.clock, 6), "wall_s": round(time.monotonic() - self.t0, 6),
+            "sim_time_s": round(sim.time, 6), "physics_steps": r.steps, "max_lag_s": round(self.max_lag_s, 6),
+            "requests": dict(r.requests), "link": dict(self.counters),
+            "rx_decoder": dataclasses.asdict(self.decoder.stats),
+            "injected": dataclasses.asdict(r.injected), "faults": self.schedule.text,
+            "watchdog_trips": r.watchdog_trips, "falls": r.falls,
+            "final": {"base_pos": sim.base_pos().round(5).tolist(),
+                      "base_lin_vel": sim.base_lin_vel_world().round(5).tolist(),
+                      "tilt_deg": round(math.degrees(sim.tilt()), 3), "fallen": r.fallen,
+                      "status": r.status, "errors": r.errors},
+        }
+
+
+def _drain(fd: int) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, OSError):
+            return bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+def _write_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- process entry points
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from simreal.deploy.gap import list_gaps, gap_file, load_gap
+    from simreal.robot.spec import load_robot
+    from simreal.train.config import read_yaml
+
+    if args.list_gaps:
+        for name in list_gaps():
+            print(f"{name:10s} {read_yaml(gap_file(name)).get('description', '')}")
+        return 0
+    try:
+        spec = load_robot(args.robot)
+        label, gap = load_gap(args.gap)
+        schedule = parse_faults(args.faults)
+        options = RobotOptions(watchdog_s=0.0 if args.lockstep else args.watchdog_ms / 1000,
+                               watchdog_damp_s=args.watchdog_damp, calibrated=not args.uncalibrated,
+                               lockstep=args.lockstep)
+        robot = MockRobot(spec, gap, schedule, args.seed, options)
+    except (ValueError, KeyError) as exc:      # RobotSpecError, GapError, FaultSpecError, unknown robot
+        print(f"simreal mock-robot: {exc}", file=sys.stderr)
+        return 2
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    port = os.ttyname(slave)     # we keep the slave open too: hosts may come and go without a hang-up
+    if args.link_file:                          # before the PORT line: once announced, both exist
+        _write_atomic(args.link_file, port + "\n")
+    print(f"{PORT_PREFIX}{port}", flush=True)
+    print(f"mock robot {spec.name} on {port} (gap {label}, faults {args.faults or 'none'}, seed {args.seed}, "
+          f"{'lockstep' if args.lockstep else 'real time'}); SIGTERM or Ctrl-C stops it", file=sys.stderr, flush=True)
+    server = Server(robot, schedule, master, seed=args.seed,
+                    baudrate=gap.baudrate or spec.serial.baudrate,
+                    link_timeout_s=args.link_timeout or spec.serial.timeout,
+                    stdin_fd=sys.stdin.fileno() if args.stdin_lifeline else None, duration=args.duration)
+    server.serve()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):     # stopping already: finish the report
+        signal.signal(sig, signal.SIG_IGN)
+    os.close(master)                            # the port vanishes first, as an unplugged robot's would
+    os.close(slave)
+    if args.link_file and Path(args.link_file).is_file() and Path(args.link_file).read_text().strip() == port:
+        os.unlink(args.link_file)               # never leave a path to a dead port behind
+    text = json.dumps({**server.report(), "gap": label, "gap_profile": gap.model_dump(mode="json"),
+                       "port": port})
+    if args.report:
+        _write_atomic(args.report, text)
+    print(f"REPORT {text}", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simreal.deploy.mock_cli import add_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m simreal.deploy.mock_robot",
+                                     description="Simulated robot on a pseudo-terminal.")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+# --------------------------------------------------------------------------- for tests and demos
+
+class MockError(RuntimeError):
+    """The mock process did not start (its stderr is in the message)."""
+
+
+@dataclass
+class MockProcess:
+    """A running `simreal mock-robot` subprocess. Use as a context manager; `stop()` is idempotent."""
+    port: str
+    proc: subprocess.Popen
+    report_path: Path
+    stderr_path: Path
+    _tmp: tempfile.TemporaryDirectory
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait (SIGKILL after `timeout`); returns the exit code."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f and not f.closed:
+                f.close()
+        return self.proc.returncode
+
+    def report(self) -> dict:
+        """The JSON report; stops the process first if it is still running."""
+        self.stop()
+        try:
+            return json.loads(self.report_path.read_text())
+        except FileNotFoundError:
+            raise MockError(f"mock robot wrote no report (exit {self.proc.returncode}):\n{self.stderr()}") from None
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def __enter__(self) -> MockProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | None = None, seed: int = 0,
+          lockstep: bool = False, watchdog_ms: int | None = None, extra_args: Sequence[str] = (),
+          startup_timeout: float = 60.0) -> MockProcess:
+    """Start `python -m simreal.deploy.mock_robot` and wait for its port.
+
+    The child dies with the parent (--stdin-lifeline). Raises MockError (with the child's stderr)
+    when it exits or stays silent instead of printing its port.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="simreal-mock-")
+    report, err_path = Path(tmp.name) / "report.json", Path(tmp.name) / "stderr.txt"
+    cmd = [sys.executable, "-m", "simreal.deploy.mock_robot", robot, "--seed", str(seed),
+           "--report", str(report), "--stdin-lifeline"]
+    for flag, value in (("--gap", gap), ("--faults", faults), ("--watchdog-ms", watchdog_ms)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    cmd += ["--lockstep"] if lockstep else []
+    cmd += list(extra_args)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
+    mock = MockProcess("", proc, report, err_path, tmp)
+    deadline = time.monotonic() + startup_timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        ready = select.select([proc.stdout], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+        chunk = os.read(proc.stdout.fileno(), 1) if ready else b""
+        if not chunk:
+            why = "exited" if proc.poll() is not None else f"printed no port within {startup_timeout:g} s"
+            mock.stop()
+            text = mock.stderr()
+            tmp.cleanup()
+            raise MockError(f"mock robot {why} (exit {proc.returncode}): {' '.join(cmd)}\n{text}")
+        line += chunk
+    mock.port = line.decode().strip().removeprefix(PORT_PREFIX)
+    return mock
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The mock robot as users run it: a subprocess on a pseudo-terminal, driven by the real SerialDriver.
+
+Timing assertions are loose: the test machine is shared and loaded.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+import serial
+
+from simreal.deploy import protocol as P
+from simreal.deploy.driver import LinkConfig, LinkLost, LinkTimeout, SerialDriver
+from simreal.deploy.mock_robot import MockError, spawn
+from simreal.robot.spec import load_robot
+
+QUAD = load_robot("quadruped")
+CALM = LinkConfig(timeout_s=0.25, retries=2, handshake_timeout_s=1.0, handshake_retries=3)
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory):
+    link = tmp_path_factory.mktemp("mock") / "port"
+    with spawn("quadruped", extra_args=["--link-file", str(link)]) as m:
+        assert link.read_text().strip() == m.port
+        yield m
+
+
+def connect(port: str, config: LinkConfig = CALM, **kw) -> SerialDriver:
+    d = SerialDriver(port, config=config, **kw)
+    d.handshake()
+    return d
+
+
+def tilt_deg(quat) -> float:
+    w, x, y, z = quat
+    return math.degrees(math.acos(max(-1.0, min(1.0, 1 - 2 * (x * x + y * y)))))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_physics_runs_on_its_own_clock(mock):
+    d = connect(mock.port)
+    try:
+        wall0, gt0, s0 = time.monotonic(), d.ground_truth(), d.read_state()
+        cpu0 = cpu_seconds(mock.proc.pid)
+        time.sleep(1.0)                         # no requests at all
+        wall1, gt1, s1 = time.monotonic(), d.ground_truth(), d.read_state()
+        cpu1 = cpu_seconds(mock.proc.pid)
+    finally:
+        d.close()
+    wall = wall1 - wall0
+    assert gt1.sim_time_s - gt0.sim_time_s == pytest.approx(wall, abs=0.1)
+    assert (s1.timestamp_us - s0.timestamp_us) * 1e-6 == pytest.approx(wall, abs=0.1)
+    assert (cpu1 - cpu0) / wall < 0.25         # about real time of physics, not a busy loop
+
+
+def test_handshake_torque_and_standing(mock):
+    d = connect(mock.port, joint_names=list(reversed(QUAD.joint_names)))   # host order differs: mapped by name
+    try:
+        assert d.info.robot_name == "quadruped" and d.info.joint_names == tuple(QUAD.joint_names)
+        assert d.info.watchdog_ms == 200 and d.info.simulated
+        start = d.enable_torque()
+        assert start.status & P.Status.TORQUE_ON
+        q0, goal = np.array(start.q), QUAD.default_pose[::-1]
+        t0 = time.monotonic()
+        while (t := time.monotonic() - t0) < 1.2:     # soft start: ramp to the default pose in 0.5 s
+            s = d.send_command(list(q0 + (goal - q0) * min(1.0, t / 0.5)))
+            time.sleep(0.02)
+        gt = d.ground_truth()
+        assert np.allclose(s.q, goal, atol=0.06)
+        assert gt.base_pos[2] > 0.12 and tilt_deg(gt.base_quat) < 10 and not gt.fallen
+        assert abs(gt.base_pos[0]) < 0.05 and np.linalg.norm(gt.base_lin_vel) < 0.1
+    finally:
+        d.disable_torque()
+        d.close()
+
+
+def test_watchdog_damps_then_turns_torque_off(mock):
+    d = connect(mock.port)
+    try:
+        d.enable_torque()
+        for _ in range(12):                     # fed every 50 ms: never fires
+            time.sleep(0.05)
+            ack = d.heartbeat()
+        assert ack.status & P.Status.TORQUE_ON and not ack.status & P.Status.WATCHDOG
+        time.sleep(0.2 + 0.3 + 0.3)             # silence > watchdog 0.2 s + damp 0.3 s
+        ack = d.heartbeat()
+        assert ack.status & P.Status.WATCHDOG and not ack.status & (P.Status.TORQUE_ON | P.Status.DAMPING)
+        assert not d.enable_torque().status & P.Status.WATCHDOG     # cleared by the next TORQUE 1
+        d.disable_torque()
+    finally:
+        d.close()
+
+
+def test_robot_side_protocol_errors(mock):
+    with serial.serial_for_url(mock.port, timeout=1.0) as port:
+        def ask(frame: bytes) -> list:
+            port.reset_input_buffer()
+            port.write(frame)
+            time.sleep(0.1)
+            return P.FrameDecoder().feed(port.read(port.in_waiting or 1) + port.read(port.in_waiting))
+
+        (reply,) = ask(P.encode(P.Hello(), 11, version=2))
+        assert reply.tag == 11 and reply.msg.code == P.ErrorCode.VERSION
+        (reply,) = ask(P.encode(P.Command((0.0, 0.0)), 12))
+        assert reply.tag == 12 and reply.msg.code == P.ErrorCode.JOINT_COUNT
+        damaged = bytearray(P.encode(P.GetState(), 13))
+        damaged[5] ^= 0x10
+        port.reset_input_buffer()
+        port.write(bytes(damaged))
+        time.sleep(0.1)
+        assert port.in_waiting == 0                   # a frame that fails its CRC is never answered
+
+
+def test_reply_time_is_latency_plus_jitter_plus_wire_time():
+    latency, jitter, baud = 0.03, 0.01, 115_200
+    with spawn("quadruped", gap=f"latency={latency},jitter={jitter},baudrate={baud}") as m:
+        d = connect(m.port, LinkConfig(timeout_s=0.5, handshake_timeout_s=1.0))
+        try:
+            d.rtt_s.clear()                             # request written -> reply decoded
+            states = [d.read_state() for _ in range(20)]
+            took = sorted(d.rtt_s)
+        finally:
+            d.close()
+    wire = (len(P.encode(P.GetState(), 1)) + len(P.encode(states[0], 1))) * 10 / baud
+    floor = latency + wire                              # ~43 ms: nothing can come back sooner
+    assert took[0] >= floor - 0.001
+    assert took[len(took) // 2] < floor + jitter + 0.03   # the rest is the loaded test machine
+
+
+def test_injected_drops_and_corruptions_match_the_drivers_counters():
+    n = 120
+    with spawn("quadruped", faults="drop=0.1,corrupt=0.1", seed=3) as m:
+        d = connect(m.port, LinkConfig(timeout_s=0.1, retries=5, handshake_timeout_s=1.0, handshake_retries=5))
+        try:
+            for _ in range(n):
+                d.read_state()
+            c = d.counters
+        finally:
+            d.close()
+        report = m.report()
+    assert m.proc.returncode == 0 and report["exit_reason"] == "SIGTERM"
+    inj = report["injected"]
+    assert report["link"]["replies"] == c.requests               # one reply per request, none lost
+    assert inj["drop"] + inj["corrupt"] > 10                       # the schedule did inject
+    damaged = c.decoder.crc_errors + c.decoder.framing_errors
+    assert inj["corrupt"] <= damaged <= 2 * inj["corrupt"]        # a flip may split one frame in two
+    # every fault cost one attempt; allow a few more for replies slower than 0.1 s on a busy box
+    assert inj["drop"] + inj["corrupt"] <= c.timeouts <= inj["drop"] + inj["corrupt"] + 3
+    assert c.transactions == n + 1 and c.failed == 0
+
+
+def test_late_and_duplicated_replies_are_never_taken_for_later_requests():
+    with spawn("quadruped", faults="late=0.2:1.5,dup=0.2", seed=5, extra_args=["--link-timeout", "0.1"]) as m:
+        d = connect(m.port, LinkConfig(timeout_s=0.1, retries=6, handshake_timeout_s=1.0, handshake_retries=5))
+        try:
+            stamps = [d.read_state().timestamp_us for _ in range(60)]
+            c = d.counters
+        finally:
+            d.close()
+        inj = m.report()["injected"]
+    assert inj["late"] > 3 and inj["dup"] > 3
+    assert c.stale_replies + c.bytes_flushed > 0 and c.failed == 0
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))    # a stale state would step back in time
+
+
+def test_stall_times_out_then_disconnect_raises_link_lost():
+    with spawn("quadruped", faults="stall_at=1.0:0.5,disconnect_at=2.5") as m:
+        d = connect(m.port, LinkConfig(timeout_s=0.1, retries=0, handshake_timeout_s=1.0, handshake_retries=3))
+        outcomes, t0 = [], time.monotonic()
+        try:
+            with pytest.raises(LinkLost):
+                while time.monotonic() - t0 < 10:
+                    try:
+                        d.heartbeat()
+                        outcomes.append("ok")
+                    except LinkTimeout:
+                        outcomes.append("timeout")
+                    time.sleep(0.02)
+        finally:
+            d.close()
+        assert time.monotonic() - t0 < 5
+        report = m.report()
+    assert m.proc.returncode == 0 and report["exit_reason"] == "disconnect"
+    assert report["injected"]["stall"] == 1 and report["injected"]["disconnect"] == 1
+    first_timeout = outcomes.index("timeout")
+    assert "ok" in outcomes[:first_timeout] and "ok" in outcomes[first_timeout:]   # recovered after the stall
+
+
+def test_lockstep_is_deterministic_for_a_seed():
+    def run(port: str) -> list:
+        d = connect(port)
+        try:
+            d.enable_torque()
+            out = [d.send_command(list(QUAD.default_pose + 0.1 * np.sin(0.2 * k))) for k in range(40)]
+            out.append(d.ground_truth())
+        finally:
+            d.close()
+        return out
+
+    args = dict(gap="worn", lockstep=True)
+    with spawn(seed=7, **args) as a, spawn(seed=7, **args) as b, spawn(seed=8, **args) as c:
+        ra, rb, rc = run(a.port), run(b.port), run(c.port)
+        c.proc.stdin.close()                    # the parent's end of the lifeline: the mock exits
+        c.proc.wait(10)
+        assert c.report()["exit_reason"] == "stdin closed"
+    assert ra == rb
+    assert [s.q for s in ra[:-1]] != [s.q for s in rc[:-1]]          # the seed drives the sensor noise
+    stamps = [s.timestamp_us for s in ra[:-1]]
+    assert np.all(np.diff(stamps) == round(QUAD.control.period * 1e6))
+
+
+def test_bad_arguments_fail_before_the_port_is_printed():
+    with pytest.raises(MockError, match=r"kp_scalee: unknown key \(did you mean 'kp_scale'\?\)"):
+        spawn(gap="kp_scalee=0.8")
+
+
+def test_cli_registration_and_gap_listing(capsys):
+    import argparse
+
+    from simreal.deploy import mock_cli
+    from simreal.deploy.mock_robot import run_from_args
+
+    parser = argparse.ArgumentParser()
+    mock_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["mock-robot", "biped", "--gap", "worn,friction=0.5", "--faults", "drop=0.1",
+                              "--lockstep", "--seed", "4"])
+    assert args.func is mock_cli.run and (args.robot, args.gap, args.faults, args.lockstep, args.seed) == \
+        ("biped", "worn,friction=0.5", "drop=0.1", True, 4)
+    args = parser.parse_args(["mock-robot", "--list-gaps"])
+    assert run_from_args(args) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("nominal", "worn", "heavy", "slippery"))
