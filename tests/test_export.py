@@ -133,6 +133,23 @@ def test_onnx_graph_is_documented(ppo_bundle):
     assert dims[0].dim_param == "batch" and dims[1].dim_value == ppo_bundle.contract.obs_dim
 
 
+def test_evaluate_bundle_matches_evaluating_the_run(trained_ppo, ppo_bundle):
+    """`eval` on a bundle gives the figures `eval` on the training policy gives (same seeds)."""
+    from simreal.export.bundle import evaluate_bundle
+    from simreal.train.envs import make_single
+    from simreal.train.evaluate import predictor, run_episodes
+
+    model, venv, _ = trained_ppo
+    kw = {"episode_seconds": 0.4}
+    got, source = evaluate_bundle(ppo_bundle.bundle_dir, episodes=2, seed=5, env_kwargs=kw)
+    env = make_single(ROBOT, True, kw)
+    want = run_episodes(predictor(model), env, Normalizer.from_vec_normalize(venv), 2, 5)
+    env.close()
+    assert got.episodes == 2 and got.mean_length == want.mean_length == 20
+    assert got.mean_return == pytest.approx(want.mean_return, rel=1e-3)
+    assert source["robot"] == ROBOT and source["backend"] == "onnxruntime"
+
+
 # ---- other policy kinds: parity against the torch module on random observations -------------------
 def _export_and_compare(actor, normalizer, spec, out, predict):
     rng = np.random.default_rng(3)

@@ -272,6 +272,41 @@ def record_observations(env, act: Callable[[np.ndarray], np.ndarray], n: int, se
     return out
 
 
+def evaluate_policy(policy, *, episodes: int, randomize: bool, seed: int,
+                    env_kwargs: dict | None = None, video: Path | None = None):
+    """simreal.train.evaluate's protocol (seeded episodes, same figures) run on a loaded bundle:
+    the raw observation goes into the graph, whose normalizer is inside."""
+    from simreal.train.envs import make_single
+    from simreal.train.evaluate import run_episodes
+    from simreal.train.normalizer import Normalizer
+
+    env = make_single(policy.contract.robot, randomize, dict(env_kwargs or {}),
+                      render_mode="rgb_array" if video is not None else None)
+    try:
+        return run_episodes(lambda o: policy.infer(o)[0], env, Normalizer(), episodes, seed,
+                            video=video)
+    finally:
+        env.close()
+
+
+def evaluate_bundle(bundle_dir: str | Path, *, episodes: int = 10, randomize: bool = True,
+                    seed: int | None = None, backend: str = "auto", video: Path | None = None,
+                    env_kwargs: dict | None = None, allow_hash_mismatch: bool = False):
+    """(EvalResult, source) for a bundle, as `evaluate_run` gives for a run directory; the
+    default seed is the one the training run evaluated with."""
+    from simreal.deploy.policy import Policy
+    from simreal.train.evaluate import EVAL_SEED_OFFSET
+
+    policy = Policy.load(bundle_dir, backend=backend, allow_hash_mismatch=allow_hash_mismatch)
+    c = policy.contract
+    seed = c.training.seed + EVAL_SEED_OFFSET if seed is None else seed
+    result = evaluate_policy(policy, episodes=episodes, randomize=randomize, seed=seed,
+                             env_kwargs=env_kwargs, video=video)
+    source = {"bundle": str(bundle_dir), "backend": policy.backend_name, "step": c.training.timesteps,
+              "robot": c.robot, "algo": c.training.algo, "randomize": randomize, "seed": seed}
+    return result, source
+
+
 def _recorded_evaluation(run_dir: Path, step: int) -> dict | None:
     import csv
 
@@ -326,8 +361,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "a
     from simreal.robot.registry import list_robots
     from simreal.robot.spec import load_robot
     from simreal.train.envs import make_single
-    from simreal.train.evaluate import EVAL_SEED_OFFSET, run_episodes
-    from simreal.train.normalizer import Normalizer
+    from simreal.train.evaluate import EVAL_SEED_OFFSET
     from simreal.train.policy_module import deterministic_actor
     from simreal.train.snapshot import load_run
 
@@ -359,12 +393,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "a
         if episodes <= 0:
             return _recorded_evaluation(run_dir, loaded.step)
         log(f"evaluating the exported ONNX policy: {episodes} episodes ...")
-        eval_env = make_single(cfg.robot, randomize_eval, env_kwargs)
-        try:
-            r = run_episodes(lambda o: policy.infer(o)[0], eval_env, Normalizer(), episodes,
-                             cfg.seed + EVAL_SEED_OFFSET)
-        finally:
-            eval_env.close()
+        r = evaluate_policy(policy, episodes=episodes, randomize=randomize_eval,
+                            seed=cfg.seed + EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
         return {"source": "export (the bundle's ONNX graph in simulation)", "step": loaded.step,
                 "randomize": randomize_eval, "seed": cfg.seed + EVAL_SEED_OFFSET, **r.to_dict()}
 
