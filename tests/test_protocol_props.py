@@ -13,16 +13,21 @@ from simreal.deploy import protocol as P
 def fast(n: int) -> settings:
     return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-f32 = st.floats(width=32, allow_nan=False)                 # +-inf included: the codec carries them
-f32_any = st.floats(width=32, allow_nan=True)
+# Float arrays are drawn as raw float32 bit patterns: fast to generate, and they reach every class of
+# value (zeros, denormals, +-inf, NaN payloads). FINITE replaces NaN (which never equals itself) by 1.5;
+# +-inf stays: the codec carries it.
+FINITE, ANY = "finite", "any"
 u8, u16 = st.integers(0, 0xFF), st.integers(0, 0xFFFF)
 u32, u64 = st.integers(0, 0xFFFF_FFFF), st.integers(0, 2**64 - 1)
 tags = u16
 joints = st.integers(0, P.MAX_JOINTS)
 
 
-def arr(n: int, elem=f32):
-    return st.lists(elem, min_size=n, max_size=n).map(tuple)
+def arr(n: int, elem: str = FINITE):
+    def floats(raw: bytes) -> tuple[float, ...]:
+        vals = struct.unpack(f"<{n}f", raw)
+        return vals if elem == ANY else tuple(1.5 if math.isnan(v) else v for v in vals)
+    return st.binary(min_size=4 * n, max_size=4 * n).map(floats)
 
 
 def utf8(max_bytes: int, max_chars: int):
@@ -31,7 +36,7 @@ def utf8(max_bytes: int, max_chars: int):
 
 
 @st.composite
-def commands(draw, elem=f32):
+def commands(draw, elem=FINITE):
     n = draw(joints)
     if draw(st.booleans()):
         return P.Command(draw(arr(n, elem)), draw(arr(n, elem)), draw(arr(n, elem)))
@@ -39,7 +44,7 @@ def commands(draw, elem=f32):
 
 
 @st.composite
-def states(draw, elem=f32):
+def states(draw, elem=FINITE):
     n = draw(joints)
     return P.State(draw(u64), draw(u16), draw(u16), draw(u32), draw(arr(n, elem)), draw(arr(n, elem)),
                    draw(arr(4, elem)), draw(arr(3, elem)), draw(arr(3, elem)))
@@ -53,22 +58,22 @@ def infos(draw):
 
 
 @st.composite
-def sim_resets(draw, elem=f32):
+def sim_resets(draw, elem=FINITE):
     q = draw(st.none() | joints.flatmap(lambda n: arr(n, elem)))
     base = draw(st.booleans())
     return P.SimReset(draw(u32), q, draw(arr(3, elem)) if base else None, draw(arr(4, elem)) if base else None)
 
 
 @st.composite
-def ground_truths(draw, elem=f32):
-    return P.SimGroundTruth(draw(st.floats(allow_nan=elem is f32_any)), draw(arr(3, elem)), draw(arr(4, elem)),
+def ground_truths(draw, elem=FINITE):
+    return P.SimGroundTruth(draw(st.floats(allow_nan=elem == ANY)), draw(arr(3, elem)), draw(arr(4, elem)),
                             draw(arr(3, elem)), draw(arr(3, elem)), draw(st.booleans()))
 
 
 EMPTY = [P.Hello(), P.GetState(), P.Hold(), P.Damp(), P.Heartbeat(), P.ClearErrors(), P.SimGetGroundTruth()]
 
 
-def messages(elem=f32):
+def messages(elem=FINITE):
     return st.one_of(
         st.sampled_from(EMPTY), commands(elem), states(elem), infos(), sim_resets(elem), ground_truths(elem),
         st.builds(P.Torque, st.booleans()),
@@ -82,14 +87,14 @@ def test_strategies_reach_every_message_type():
     seen = set()
 
     @given(messages())
-    @settings(max_examples=400, deadline=None, database=None)
+    @settings(max_examples=600, deadline=None, database=None, derandomize=True)
     def collect(m):
         seen.add(m.TYPE)
     collect()
     assert seen == set(P.MESSAGES)
 
 
-@fast(3000)
+@fast(2000)
 @given(messages(), tags)
 def test_round_trip(msg, tag):
     frame = P.encode(msg, tag)
@@ -98,8 +103,8 @@ def test_round_trip(msg, tag):
     assert P.decode(frame) == P.Frame(tag, msg)
 
 
-@fast(1000)
-@given(messages(f32_any), tags)
+@fast(500)
+@given(messages(ANY), tags)
 def test_non_finite_floats_are_carried_bit_exactly(msg, tag):
     # NaN != NaN, so compare by re-encoding: the codec passes through what was sent (the safety
     # layer, not the codec, rejects non-finite values).
@@ -117,7 +122,7 @@ def test_nan_and_inf_reach_the_caller():
     assert got.dq == (math.inf, -math.inf)
 
 
-@fast(500)
+@fast(200)
 @given(st.lists(st.tuples(messages(), tags), min_size=1, max_size=8), st.data())
 def test_stream_round_trip_under_any_chunking(items, data):
     stream = b"".join(P.encode(m, t) for m, t in items)
@@ -146,7 +151,7 @@ def _cobs_round_trip(raw: bytes) -> None:
     assert P.cobs_decode(enc) == raw
 
 
-@fast(3000)
+@fast(2000)
 @given(edge_bytes)
 def test_cobs_round_trip(raw):
     _cobs_round_trip(raw)
@@ -160,7 +165,7 @@ def test_cobs_round_trip_1e5(raw):
     _cobs_round_trip(raw)
 
 
-@fast(1000)
+@fast(500)
 @given(edge_bytes.filter(lambda b: len(b) <= P.MAX_PAYLOAD), tags, u8)
 def test_any_payload_survives_framing(payload, tag, msg_type):
     # A frame carrying arbitrary payload bytes (here wrapped by hand) decodes to the same header and

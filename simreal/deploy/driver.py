@@ -23,6 +23,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import os
+import select
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_checkable
@@ -268,6 +270,9 @@ def open_port(url: str, config: LinkConfig) -> Any:
         raise PortError(f"cannot open port {url}: {exc}") from exc
 
 
+# After a damaged frame, wait this fraction of the attempt's timeout for the real reply before retrying.
+CORRUPT_GRACE = 0.25
+
 # SerialTimeoutException is a SerialException: _write catches it first. The rest mean the device is gone
 # ("readiness to read but returned no data", EIO from a closed pty, a vanished USB adapter).
 _LINK_IO_ERRORS = (serial.SerialException, OSError)
@@ -277,7 +282,8 @@ class SerialDriver:
     """`Driver` over a pyserial URL.
 
     opener(url, config) returns the port object; inject a fault wrapper there
-    (simreal.deploy.transport.FaultyPort) to test the layers above.
+    (simreal.deploy.transport.faulty_opener) to test the layers above. `rtt_s` keeps the round-trip
+    times of the last `rtt_window` successful transactions (the read-latency histogram, FAULTS T7).
     """
 
     def __init__(self, url: str, *, joint_names: Sequence[str] | None = None,
@@ -295,7 +301,8 @@ class SerialDriver:
         self._port: Any = None
         self._decoder = P.FrameDecoder()
         self.counters.decoder = self._decoder.stats
-        self._tag = 0
+        # Start at a random tag so a reply still in flight from a previous session cannot match.
+        self._tag = int.from_bytes(os.urandom(2), "little")
 
     # ---- lifecycle
 
@@ -322,6 +329,11 @@ class SerialDriver:
     def joint_names(self) -> tuple[str, ...]:
         return self._joints().host_names
 
+    @property
+    def port(self) -> Any:
+        """The open port object (e.g. a FaultyPort with its `injected` counts), None when closed."""
+        return self._port
+
     def handshake(self) -> P.Info:
         """HELLO -> INFO with bounded retries; stale bytes from before the open are ignored (T5)."""
         self.connect()
@@ -330,6 +342,8 @@ class SerialDriver:
             info = self._transact(P.Hello(), P.Info, timeout_s=cfg.handshake_timeout_s,
                                   retries=cfg.handshake_retries,
                                   budget_s=cfg.handshake_timeout_s * (cfg.handshake_retries + 1))
+        except WriteTimeout:
+            raise
         except LinkTimeout as exc:
             raise HandshakeError(
                 f"no valid INFO from {self.url} after {cfg.handshake_retries + 1} HELLO attempts of "
@@ -447,7 +461,7 @@ class SerialDriver:
             sent = time.monotonic()
             self._write(frame)
             c.requests += 1
-            reply = self._await(tag, expect, min(sent + timeout_s, end), seen)
+            reply = self._await(tag, expect, min(sent + timeout_s, end), timeout_s * CORRUPT_GRACE, seen)
             if reply is not None:
                 c.transactions += 1
                 self.rtt_s.append(time.monotonic() - sent)
@@ -460,9 +474,15 @@ class SerialDriver:
                           f"{budget_s * 1e3:.1f} ms ({attempt + 1} attempts of {timeout_s * 1e3:.1f} ms): "
                           f"{seen.summary()}", seen)
 
-    def _await(self, tag: int, expect: type, deadline: float, seen: Seen) -> Any:
-        """The reply with this tag, or None when the attempt is over (deadline, or a corrupt frame)."""
+    def _await(self, tag: int, expect: type, deadline: float, grace: float, seen: Seen) -> Any:
+        """The reply with this tag, or None when the attempt is over.
+
+        A damaged frame may have been our reply, or noise just ahead of it: wait at most `grace`
+        longer, then retry rather than sit out the whole timeout (D1). A reply that carries our tag
+        but cannot be used ends the attempt at once: the robot has answered.
+        """
         c = self.counters
+        shortened = False
         while True:
             data = self._read(deadline)
             if data is None:
@@ -470,20 +490,21 @@ class SerialDriver:
             seen.bytes_received += len(data)
             if len(seen.first_bytes) < 32:
                 seen.first_bytes += data[:32 - len(seen.first_bytes)]
-            corrupt = False
             for item in self._decoder.feed(data):
                 if isinstance(item, P.VersionMismatch):
                     raise item
                 if isinstance(item, P.ProtocolError):
                     seen.note(type(item).__name__, str(item))
-                    corrupt = True
+                    if not shortened:
+                        deadline, shortened = min(deadline, time.monotonic() + grace), True
                     continue
                 if item.tag != tag:
-                    if item.tag == 0:
-                        c.unexpected += 1      # unsolicited: the robot's own report, not an answer
+                    if item.tag == 0:          # unsolicited: the robot's own report, not an answer
+                        c.unexpected += 1
+                        seen.note("unsolicited frames", f"a {item.msg.TYPE.name} with tag 0")
                     else:
                         c.stale_replies += 1
-                    seen.note("stale replies", f"a {item.msg.TYPE.name} with tag {item.tag}, awaiting {tag}")
+                        seen.note("stale replies", f"a {item.msg.TYPE.name} with tag {item.tag}, awaiting {tag}")
                     continue
                 if isinstance(item.msg, P.Error):
                     c.remote_errors += 1
@@ -494,11 +515,8 @@ class SerialDriver:
                 if problem:
                     c.unexpected += 1
                     seen.note("unusable replies", problem)
-                    corrupt = True
-                    continue
+                    return None
                 return item.msg
-            if corrupt:
-                return None   # our reply was damaged: retry now rather than wait out the timeout
 
     def _flush(self) -> None:
         port = self._port
@@ -513,11 +531,11 @@ class SerialDriver:
 
     def _write(self, frame: bytes) -> None:
         try:
-            self._port.write(frame)
+            write_all(self._port, frame, self.config.write_timeout_s)
         except serial.SerialTimeoutException as exc:
             self.counters.write_timeouts += 1
-            raise WriteTimeout(f"write to {self.url} timed out after {self.config.write_timeout_s:g} s: "
-                               "the device is not reading") from exc
+            raise WriteTimeout(f"write to {self.url} timed out after {self.config.write_timeout_s:g} s "
+                               f"({exc}): the device is not reading") from exc
         except _LINK_IO_ERRORS as exc:
             self._lost(exc)
 
@@ -543,6 +561,41 @@ class SerialDriver:
     def _lost(self, exc: BaseException) -> None:
         self.counters.link_lost += 1
         raise LinkLost(f"link to {self.url} lost: {exc}") from exc
+
+
+def write_all(port: Any, data: bytes, timeout_s: float) -> None:
+    """Write all of `data` within `timeout_s`, else raise serial.SerialTimeoutException.
+
+    On OS-level ports this writes to the (non-blocking) descriptor itself: pyserial's POSIX write
+    raises its write timeout even after every byte went out whenever the process was descheduled
+    for longer than the timeout, a false fault on a loaded machine. Other ports use port.write.
+    """
+    fd = _fd_of(port)
+    if fd is None:
+        port.write(data)
+        return
+    left = memoryview(data)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            left = left[os.write(fd, left):]
+        except BlockingIOError:
+            pass
+        if not left:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+            raise serial.SerialTimeoutException(f"{len(left)} of {len(data)} bytes unsent")
+
+
+def _fd_of(port: Any) -> int | None:
+    """The OS descriptor behind a pyserial port, or None (socket://, loop://, wrappers)."""
+    if not isinstance(port, serial.Serial):      # the platform's native class; URL handlers are not
+        return None
+    try:
+        return port.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _fault_text(url: str, state: P.State, names: Sequence[str]) -> str:

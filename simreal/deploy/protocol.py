@@ -105,8 +105,14 @@ class ErrorCode(IntEnum):
 # --------------------------------------------------------------------------- errors
 
 class ProtocolError(Exception):
-    """A frame could not be encoded or a received frame is unusable."""
+    """A frame could not be encoded or a received frame is unusable.
+
+    When the damaged part came after a header that passed its CRC, `tag` and `msg_type` say which
+    request it was, so a robot can answer ERROR with the right tag; otherwise they are None.
+    """
     counter: ClassVar[str] = "bad_value"   # the DecoderStats field this error increments
+    tag: int | None = None
+    msg_type: int | None = None
 
 
 class FramingError(ProtocolError):
@@ -662,16 +668,20 @@ def decode_body(encoded: bytes) -> Frame:
         raise CrcError(f"CRC mismatch in a {len(body)}-byte frame (got 0x{crc:08X}, "
                        f"computed 0x{crc32(body[:-CRC.size]):08X})")
     version, msg_type, tag, length = HEADER.unpack_from(body)
-    if version != PROTOCOL_VERSION:
-        raise VersionMismatch(version, msg_type, tag)
-    payload = body[HEADER.size:-CRC.size]
-    if length != len(payload):
-        raise BadLength(f"header says {length} payload bytes, frame carries {len(payload)} "
-                        f"(type 0x{msg_type:02X}, tag {tag})", msg_type, len(payload), length)
-    cls = MESSAGES.get(msg_type)
-    if cls is None:
-        raise UnknownMessage(msg_type, tag)
-    return Frame(tag, cls.unpack(payload))
+    try:
+        if version != PROTOCOL_VERSION:
+            raise VersionMismatch(version, msg_type, tag)
+        payload = body[HEADER.size:-CRC.size]
+        if length != len(payload):
+            raise BadLength(f"header says {length} payload bytes, frame carries {len(payload)} "
+                            f"(type 0x{msg_type:02X}, tag {tag})", msg_type, len(payload), length)
+        cls = MESSAGES.get(msg_type)
+        if cls is None:
+            raise UnknownMessage(msg_type, tag)
+        return Frame(tag, cls.unpack(payload))
+    except ProtocolError as exc:      # the header passed its CRC: say which request this was
+        exc.tag, exc.msg_type = tag, msg_type
+        raise
 
 
 def decode(frame: bytes) -> Frame:
