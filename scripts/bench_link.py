@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(master)
         os.close(slave)
 
+    load = os.getloadavg()[0]
     cmd = P.Command(tuple(q))
     state = P.State(1, 0, 0, 0, tuple(q), tuple(q), (1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
     cmd_bytes, state_bytes = len(P.encode(cmd, 1)), len(P.encode(state, 1))
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(8N1) adds {wire_ms:.2f} ms per transaction on top of the figures above. "
         f"Codec alone: encode COMMAND {enc_us:.1f} us, decode STATE {dec_us:.1f} us. "
         f"Link counters over the run: retries {counters.retries}, timeouts {counters.timeouts}, "
-        f"stale {counters.stale_replies}.",
+        f"stale {counters.stale_replies}. Load average during the run: {load:.1f} on {os.cpu_count()} cores "
+        "(the p99/max tail is scheduling, not the link).",
     ])
     cmdline = "python scripts/bench_link.py " + " ".join(argv if argv is not None else sys.argv[1:])
     from _bench_md import machine_line, update_section   # scripts/ is on sys.path when run as a script
