@@ -1,0 +1,197 @@
+"""`simreal deploy`, `simreal demo`, `simreal log` (and `simreal mock-robot`, from mock_cli).
+
+Import-light: everything heavy is imported inside the command functions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEPLOY_EPILOG = """\
+examples:
+  simreal mock-robot quadruped &                      # prints PORT /dev/pts/N
+  simreal deploy assets/policies/quadruped --port /dev/pts/N --duration 10
+  simreal deploy BUNDLE --port /dev/ttyUSB0 --command vx=0.3 --log run.jsonl
+  printf '0.3 0\\n0.5 0\\n' | simreal deploy BUNDLE --port PORT --command-stream
+exit codes: 0 ran and stopped cleanly, 1 a safety stop, 2 refused to start (torque never on),
+130 stopped by Ctrl-C / SIGTERM (safe stop done)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    try:
+        from simreal.deploy import mock_cli
+    except ModuleNotFoundError as e:       # the mock is optional for the rest of deploy
+        if e.name != "simreal.deploy.mock_cli":
+            raise
+    else:
+        mock_cli.register(sub)
+
+    p = sub.add_parser("deploy", help="run a policy bundle on a robot (or mock robot) over a serial port",
+                       epilog=DEPLOY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Handshake, check the bundle against the robot, soft start, then run the "
+                                   "policy at the bundle's rate behind the safety layer; every cycle is logged.")
+    p.add_argument("bundle", metavar="BUNDLE", help="policy bundle folder (policy.json + policy.onnx)")
+    p.add_argument("--port", required=True, help="serial port or pyserial URL (a mock robot prints its port)")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S",
+                   help="seconds of policy control after the soft start (0 = until Ctrl-C; default 10)")
+    p.add_argument("--rate", type=float, default=None, metavar="HZ",
+                   help="control rate (default: the bundle's control period)")
+    p.add_argument("--log", default=None, metavar="FILE", help="run log (JSONL; default runs/deploy/ROBOT-TIME.jsonl)")
+    p.add_argument("--command", default=None, metavar="vx=V,yaw=W",
+                   help="fixed velocity command (default: the middle of the trained range)")
+    p.add_argument("--command-stream", action="store_true",
+                   help="read 'VX [YAW]' lines from stdin; zero velocity when none arrives for "
+                        "--command-timeout seconds")
+    p.add_argument("--command-timeout", type=float, default=0.5, metavar="S")
+    p.add_argument("--soft-start", type=float, default=1.0, metavar="S", help="ramp to the default pose (default 1)")
+    p.add_argument("--pipelined", action="store_true",
+                   help="one transaction per cycle (observe the last COMMAND's reply): for high rates")
+    p.add_argument("--truth-every", type=int, default=5, metavar="N",
+                   help="mock robots: ground truth every N cycles for the log (0 = start and end only)")
+    p.add_argument("--clear-errors", action="store_true",
+                   help="the explicit reset: clear the robot's latched errors / e-stop before starting")
+    p.add_argument("--realtime", action="store_true",
+                   help="run the loop at real-time priority (SCHED_FIFO, else nice -10; needs root or "
+                        "CAP_SYS_NICE, otherwise unchanged) so a busy host does not delay it")
+    p.add_argument("--yes", action="store_true", help="do not ask before turning torque on (real robots)")
+    p.add_argument("--allow-hash-mismatch", action="store_true",
+                   help="accept a bundle whose robot files changed since training")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "numpy"], default="auto")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_deploy)
+
+    p = sub.add_parser("demo", help="no hardware: start the mock robot and walk the shipped quadruped policy "
+                                    "on it over a real serial link",
+                       description="Starts `simreal mock-robot`, deploys the shipped quadruped bundle through "
+                                   "`simreal deploy`'s runtime for a few seconds and prints the summary.")
+    p.add_argument("--seconds", type=float, default=6.0, help="seconds of walking (default 6)")
+    p.add_argument("--gap", default="nominal", metavar="PROFILE", help="reality gap of the mock (default nominal)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bundle", default=None, help="bundle to deploy (default: the shipped quadruped policy)")
+    p.add_argument("--command", default=None, metavar="vx=V,yaw=W")
+    p.add_argument("--train-first", action="store_true",
+                   help="train a fresh short policy (simreal train quadruped), export it, then deploy it")
+    p.add_argument("--timesteps", default="3e5", metavar="N", help="with --train-first (default 3e5)")
+    p.add_argument("--log", default=None, metavar="FILE")
+    p.add_argument("--plot", default=None, metavar="DIR", help="also draw the run's plots into DIR")
+    p.add_argument("--no-realtime", action="store_true",
+                   help="leave scheduling priorities alone (by default the demo raises its own and the "
+                        "mock's when allowed, so a busy machine does not miss deadlines)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_demo)
+
+    p = sub.add_parser("log", help="look at a deploy run log")
+    lsub = p.add_subparsers(dest="log_command", metavar="ACTION")
+    q = lsub.add_parser("plot", help="draw joints, attitude, velocity, timing histograms, safety events")
+    q.add_argument("log", metavar="LOG")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.set_defaults(func=run_log_plot)
+    q = lsub.add_parser("show", help="print the run's summary and events")
+    q.add_argument("log", metavar="LOG")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_log_show)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def exit_code(summary: dict) -> int:
+    causes = [t["cause"] for t in summary.get("safe_stops", [])]
+    if not causes:
+        return 0
+    return 130 if causes[0] == "signal" else 1
+
+
+def _confirm(info) -> bool:
+    """Operator gate for real robots: nothing moves until a person says so."""
+    if info.simulated:
+        return True
+    if not sys.stdin.isatty():
+        print(f"refusing to power robot {info.robot_name!r} without confirmation: pass --yes", file=sys.stderr)
+        return False
+    answer = input(f"robot {info.robot_name!r} (firmware {'.'.join(map(str, info.firmware))}, watchdog "
+                   f"{info.watchdog_ms} ms): hoisted and clear? turn torque on [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _report(summary: dict, as_json: bool) -> None:
+    from simreal.deploy.runtime import format_summary
+
+    if as_json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        print(format_summary(summary))
+        print(f"log: {summary.get('log')}  (plots: simreal log plot {summary.get('log')} --out DIR)")
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from simreal.deploy.runtime import RuntimeConfig, StartRefused, deploy
+    from simreal.deploy.safety import SafetyConfig
+    from simreal.export.contract import BundleError
+
+    if args.command_stream and args.command_timeout <= 0:
+        print("error: --command-timeout must be > 0", file=sys.stderr)
+        return 2
+    cfg = RuntimeConfig(soft_start_s=args.soft_start, pipelined=args.pipelined, truth_every=args.truth_every,
+                        clear_errors=args.clear_errors,
+                        safety=dataclasses.replace(SafetyConfig(), command_timeout_s=args.command_timeout))
+    try:
+        summary, _ = deploy(args.bundle, args.port, duration_s=args.duration or None, rate_hz=args.rate,
+                            log_path=args.log, command=args.command,
+                            command_stream=sys.stdin if args.command_stream else None, config=cfg,
+                            allow_hash_mismatch=args.allow_hash_mismatch, backend=args.backend,
+                            realtime=args.realtime,
+                            confirm=(lambda info: True) if args.yes else _confirm,
+                            notify=lambda s: print(s, file=sys.stderr))
+    except (StartRefused, BundleError, ValueError) as exc:
+        print(f"simreal deploy: {exc}", file=sys.stderr)
+        return 2
+    _report(summary, args.json)
+    return exit_code(summary)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from simreal.deploy.demo import demo
+
+    return demo(seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle, command=args.command,
+                train_first=args.train_first, timesteps=args.timesteps, log_path=args.log, plot_dir=args.plot,
+                as_json=args.json, realtime=not args.no_realtime)
+
+
+def run_log_plot(args: argparse.Namespace) -> int:
+    from simreal.deploy.logplot import plot_log
+
+    try:
+        files = plot_log(args.log, args.out)
+    except (OSError, ValueError) as exc:
+        print(f"simreal log plot: {exc}", file=sys.stderr)
+        return 1
+    for f in files:
+        print(f)
+    return 0
+
+
+def run_log_show(args: argparse.Namespace) -> int:
+    from simreal.deploy.runlog import read_log
+    from simreal.deploy.runtime import format_summary
+
+    try:
+        run = read_log(args.log)
+    except (OSError, ValueError) as exc:
+        print(f"simreal log show: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"header": run.header, "events": run.events, "summary": run.summary,
+                          "cycles": len(run.cycles), "truncated": run.truncated}, indent=1, default=str))
+        return 0
+    print(f"{run.path}: robot {run.header.get('robot')}, {len(run.cycles)} cycles"
+          + (" (last line cut off: the process died mid-write)" if run.truncated else ""))
+    for e in run.events:
+        detail = e.get("detail") or e.get("reason") or e.get("note") or ""
+        print(f"  t={e.get('t', 0):8.3f} s  {e['kind']:<16} {e.get('cause', '')} {detail}".rstrip())
+    if run.summary:
+        print(format_summary(run.summary))
+    else:
+        print("no summary record: the run did not end normally")
+    return 0

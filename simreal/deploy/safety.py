@@ -1,0 +1,336 @@
+"""The safety layer: small checks, each answering one row of FAULTS.md, and a latch.
+
+Everything here is pure (numbers in, verdict out) so each row can be tested on its own with
+no robot, link or clock. The runtime composes them; the order it uses is the point:
+
+    state  -> non-finite? (C1) -> joint beyond limit? (C7) -> tilted for D cycles? (C6)
+           -> timestamp stuck for N cycles? (C4)                       any -> SAFE
+    action -> non-finite? (C2, BEFORE any clamp: NaN passes min/max or becomes a bound)
+           -> clamp to joint limits -> limit change per cycle (C3)     -> what is sent
+    link   -> K consecutive failed cycles (T2, D2) / link lost (T1)    -> SAFE
+    loop   -> persistent overruns (C5)                                 -> SAFE
+    commands stop arriving for T seconds -> zero velocity (C8)
+
+A verdict is a reason string (None = fine) so the log says exactly what was seen.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+# Causes of a safe stop, as they appear in logs and summaries.
+NON_FINITE_STATE = "non_finite_state"
+NON_FINITE_ACTION = "non_finite_action"
+JOINT_LIMIT = "joint_limit"
+TILT = "tilt"
+STALE_STATE = "stale_state"
+LINK_FAILED = "link_failed"          # K consecutive failed cycles
+LINK_LOST = "link_lost"
+DEVICE_FAULT = "device_fault"
+OVERRUN = "overrun"
+SIGNAL = "signal"                    # SIGINT / SIGTERM
+EXCEPTION = "exception"
+START_REFUSED = "start_refused"      # the robot was not in a state to start from
+
+
+class NonFiniteError(ValueError):
+    """A value that must never reach the wire (or a clamp) is NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Thresholds. Times are in control cycles where the fault row counts cycles."""
+    max_tilt_deg: float = 60.0
+    tilt_debounce: int = 3               # D: consecutive cycles beyond max_tilt before SAFE (C6)
+    stale_cycles: int = 5                # N: cycles the robot clock may stand still (C4)
+    max_failed_cycles: int = 3           # K: consecutive cycles without a usable reply (T2, D2)
+    overrun_consecutive: int = 10        # this many overruns in a row is persistent (C5)
+    overrun_window: int = 50             # ... or more than overrun_fraction of the last window
+    overrun_fraction: float = 0.5
+    joint_limit_margin: float = 0.1      # rad past the spec's limit a MEASURED joint may go (C7)
+    command_timeout_s: float = 0.5       # streamed velocity commands older than this -> zero (C8)
+
+    def __post_init__(self) -> None:
+        for name in ("tilt_debounce", "stale_cycles", "max_failed_cycles", "overrun_consecutive",
+                     "overrun_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SafetyConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.max_tilt_deg <= 180:
+            raise ValueError(f"SafetyConfig.max_tilt_deg must be in (0, 180], got {self.max_tilt_deg}")
+        if not 0 < self.overrun_fraction <= 1:
+            raise ValueError(f"SafetyConfig.overrun_fraction must be in (0, 1], got {self.overrun_fraction}")
+        if self.joint_limit_margin < 0 or self.command_timeout_s <= 0:
+            raise ValueError("SafetyConfig.joint_limit_margin must be >= 0 and command_timeout_s > 0")
+
+
+# --------------------------------------------------------------------------- finiteness (C1, C2)
+
+def non_finite_fields(**values: object) -> list[str]:
+    """Names of the given arrays/scalars holding any NaN or infinity (or nothing numeric at all)."""
+    bad = []
+    for name, v in values.items():
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad.append(name)
+            continue
+        if not np.all(np.isfinite(arr)):
+            bad.append(name)
+    return bad
+
+
+def check_finite(what: str, **values: object) -> None:
+    """Raise NonFiniteError naming every offending field; call before anything else touches them."""
+    bad = non_finite_fields(**values)
+    if bad:
+        raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}")
+
+
+def state_problem(state) -> str | None:
+    """C1: a RobotState with any non-finite field is not fed to anything."""
+    bad = non_finite_fields(joint_pos=state.joint_pos, joint_vel=state.joint_vel, quat=state.quat,
+                            gyro=state.gyro, accel=state.accel, timestamp=state.timestamp)
+    return f"non-finite state: {', '.join(bad)}" if bad else None
+
+
+# --------------------------------------------------------------------------- targets (C3)
+
+def clamp_to_limits(targets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Clip joint targets into [lo, hi]. Refuses non-finite input rather than turning NaN into a bound."""
+    check_finite("clamp_to_limits", targets=targets)
+    return np.minimum(np.maximum(np.asarray(targets, dtype=np.float64), lo), hi)
+
+
+def limit_step(targets: np.ndarray, previous: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
+    """Move from `previous` toward `targets` by at most max_step per joint (rad per cycle)."""
+    check_finite("limit_step", targets=targets, previous=previous)
+    delta = np.asarray(targets, dtype=np.float64) - previous
+    return previous + np.clip(delta, -max_step, max_step)
+
+
+@dataclass
+class Filtered:
+    """What a filter pass decided: the targets to send and which joints it had to change."""
+    sent: np.ndarray
+    clamped: list[int] = field(default_factory=list)        # joints clipped to their limits
+    rate_limited: list[int] = field(default_factory=list)   # joints held back by the change limit
+
+
+class SafetyLayer:
+    """Joint targets in, targets actually sent out (LeRobot's send_action habit).
+
+    Order: reject non-finite (raises NonFiniteError; nothing is sent) -> clamp to [lo, hi] ->
+    at most max_step from the last target sent -> clamp again. The final clamp makes the limits
+    hard; the change limit holds whenever the reference itself is inside the limits, which
+    start_from() ensures.
+    """
+
+    def __init__(self, joint_min: Sequence[float], joint_max: Sequence[float], max_step: float):
+        self.lo = np.asarray(joint_min, dtype=np.float64)
+        self.hi = np.asarray(joint_max, dtype=np.float64)
+        if self.lo.shape != self.hi.shape or np.any(self.lo > self.hi):
+            raise ValueError("SafetyLayer: joint_min and joint_max must have one shape and min <= max")
+        if not max_step > 0:
+            raise ValueError(f"SafetyLayer: max_step must be > 0, got {max_step}")
+        self.max_step = float(max_step)
+        self.previous: np.ndarray | None = None
+
+    def start_from(self, q: Sequence[float]) -> None:
+        """Reference for the first change limit: the measured pose when torque came on."""
+        check_finite("start_from", q=q)
+        self.previous = np.minimum(np.maximum(np.asarray(q, dtype=np.float64), self.lo), self.hi)
+
+    def filter(self, targets: Sequence[float]) -> Filtered:
+        check_finite("joint targets", targets=targets)   # first: NaN never reaches a clamp
+        want = np.asarray(targets, dtype=np.float64)
+        if want.shape != self.lo.shape:
+            raise ValueError(f"joint targets have shape {want.shape}, the robot has {self.lo.shape}")
+        clamped = clamp_to_limits(want, self.lo, self.hi)
+        out = clamped if self.previous is None else limit_step(clamped, self.previous, self.max_step)
+        out = np.minimum(np.maximum(out, self.lo), self.hi)
+        self.previous = out
+        return Filtered(out, np.flatnonzero(clamped != want).tolist(),
+                        np.flatnonzero(out != clamped).tolist())
+
+
+# --------------------------------------------------------------------------- state monitors
+
+def joint_limit_problem(q: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float,
+                        names: Sequence[str] | None = None) -> str | None:
+    """C7: a measured joint more than `margin` past its limit (tracking overshoot stays inside it)."""
+    over = np.flatnonzero((q < lo - margin) | (q > hi + margin))
+    if not over.size:
+        return None
+    j = int(over[0])
+    name = names[j] if names is not None else f"joint {j}"
+    return (f"{name} at {q[j]:+.3f} rad, limits [{lo[j]:+.3f}, {hi[j]:+.3f}] + {margin:g} margin"
+            + (f" ({over.size} joints beyond)" if over.size > 1 else ""))
+
+
+def tilt_deg(quat: Sequence[float]) -> float:
+    """Angle between the body z axis and world up, degrees; NaN for a non-finite or zero quaternion.
+
+    For q = (w, x, y, z) world-from-body, R[2,2] = (w^2 - x^2 - y^2 + z^2) / |q|^2 is the cosine.
+    """
+    w, x, y, z = (float(v) for v in quat)
+    n2 = w * w + x * x + y * y + z * z
+    if not (math.isfinite(n2) and n2 > 0):
+        return math.nan
+    c = (w * w - x * x - y * y + z * z) / n2
+    return math.degrees(math.acos(min(1.0, max(-1.0, c))))
+
+
+class TiltMonitor:
+    """C6: tilt beyond the threshold for `debounce` consecutive cycles. A non-finite IMU is a fault now."""
+
+    def __init__(self, max_tilt_deg: float, debounce: int):
+        self.max_tilt_deg, self.debounce = max_tilt_deg, debounce
+        self.count = 0
+        self.last_deg = 0.0
+
+    def update(self, quat: Sequence[float]) -> str | None:
+        deg = tilt_deg(quat)
+        self.last_deg = deg
+        if math.isnan(deg):
+            return "IMU orientation is not finite (treated as a fall, not as level)"
+        self.count = self.count + 1 if deg > self.max_tilt_deg else 0
+        if self.count >= self.debounce:
+            return f"tilt {deg:.1f} deg > {self.max_tilt_deg:g} deg for {self.count} cycles"
+        return None
+
+
+class StaleMonitor:
+    """C4: the robot's timestamp has not advanced for `max_cycles` cycles while replies still arrive."""
+
+    def __init__(self, max_cycles: int):
+        self.max_cycles = max_cycles
+        self.last: float | None = None
+        self.count = 0
+
+    def update(self, timestamp: float) -> str | None:
+        if self.last is not None and timestamp <= self.last:
+            self.count += 1
+        else:
+            self.count = 0
+            self.last = timestamp
+        if self.count >= self.max_cycles:
+            return f"robot timestamp stuck at {self.last:.6f} s for {self.count} cycles"
+        return None
+
+
+class FailureMonitor:
+    """T2/D2: K consecutive cycles without a usable reply. One bad cycle is a retry, not a stop."""
+
+    def __init__(self, max_failed: int):
+        self.max_failed = max_failed
+        self.count = 0
+
+    def ok(self) -> None:
+        self.count = 0
+
+    def failed(self, detail: str) -> str | None:
+        self.count += 1
+        if self.count >= self.max_failed:
+            return f"{self.count} consecutive failed cycles (last: {detail})"
+        return None
+
+
+class OverrunMonitor:
+    """C5: a single stall is counted and skipped; overruns that persist are a stop."""
+
+    def __init__(self, consecutive: int, window: int, fraction: float):
+        self.consecutive, self.fraction = consecutive, fraction
+        self.run = 0
+        self.recent: deque[bool] = deque(maxlen=window)
+
+    def update(self, overran: bool) -> str | None:
+        self.run = self.run + 1 if overran else 0
+        self.recent.append(overran)
+        if self.run >= self.consecutive:
+            return f"{self.run} consecutive overruns"
+        full = len(self.recent) == self.recent.maxlen
+        if full and sum(self.recent) > self.fraction * len(self.recent):
+            return f"{sum(self.recent)} overruns in the last {len(self.recent)} cycles"
+        return None
+
+
+# --------------------------------------------------------------------------- velocity commands (C8)
+
+def clamp_command(command: Sequence[float], ranges: Sequence[tuple[float, float]]) -> np.ndarray:
+    """Limit a velocity command to the range the policy was trained on (a policy extrapolates badly)."""
+    check_finite("velocity command", command=command)
+    lo = np.array([r[0] for r in ranges], dtype=np.float64)
+    hi = np.array([r[1] for r in ranges], dtype=np.float64)
+    return np.minimum(np.maximum(np.asarray(command, dtype=np.float64), lo), hi)
+
+
+class CommandWatch:
+    """Velocity commands streamed by an operator: the last one counts for `timeout_s`, then zero.
+
+    A fixed command (deploy --command) never goes stale: pass timeout_s=None.
+    """
+
+    def __init__(self, initial: Sequence[float], timeout_s: float | None, now: float = 0.0):
+        self.command = np.asarray(initial, dtype=np.float64)
+        self.timeout_s = timeout_s
+        self.received_at = now
+        self.timed_out = False
+
+    def update(self, command: Sequence[float], now: float) -> None:
+        check_finite("velocity command", command=command)   # a NaN command is dropped, not latched
+        self.command = np.asarray(command, dtype=np.float64)
+        self.received_at = now
+        self.timed_out = False
+
+    def current(self, now: float) -> np.ndarray:
+        if self.timeout_s is not None and now - self.received_at > self.timeout_s:
+            self.timed_out = True
+            return np.zeros_like(self.command)
+        return self.command
+
+
+# --------------------------------------------------------------------------- the latch (C10)
+
+@dataclass(frozen=True)
+class Trip:
+    cause: str
+    detail: str
+    t: float
+    cycle: int
+
+
+class SafetyLatch:
+    """RUNNING -> SAFE on the first trip, and SAFE stays until reset() is called on purpose.
+
+    Restoring the link, clearing the tilt or releasing the robot's e-stop does not resume
+    motion by itself (C10). Later trips are recorded too (they explain what else went wrong).
+    """
+
+    def __init__(self) -> None:
+        self.trips: list[Trip] = []
+        self.resets: list[str] = []
+        self.latched_by: Trip | None = None
+
+    @property
+    def safe(self) -> bool:
+        return self.latched_by is not None
+
+    def trip(self, cause: str, detail: str, t: float = 0.0, cycle: int = -1) -> bool:
+        """Latch SAFE; True when this call is the one that latched it."""
+        trip = Trip(cause, detail, t, cycle)
+        self.trips.append(trip)
+        if self.latched_by is None:
+            self.latched_by = trip
+            return True
+        return False
+
+    def reset(self, reason: str) -> None:
+        """The explicit operator action that allows motion again; say why, it goes in the log."""
+        if not reason:
+            raise ValueError("SafetyLatch.reset needs a reason")
+        self.resets.append(reason)
+        self.latched_by = None

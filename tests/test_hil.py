@@ -1,0 +1,137 @@
+"""Hardware-in-the-loop: `simreal deploy`'s runtime against `simreal mock-robot` over a real pseudo-terminal.
+
+The mock runs in --lockstep (each COMMAND advances one control period), so physics does not depend
+on how busy the test machine is; the link, protocol, driver, runtime, safety layer and bundle are
+the real ones. Transaction budgets are generous for the same reason (timing is benchmarked in
+scripts/bench_loop.py, not asserted here).
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from simreal.deploy import safety as S
+from simreal.deploy.driver import LinkConfig
+from simreal.deploy.runlog import read_log
+from simreal.deploy.runtime import RuntimeConfig, deploy
+
+mock_robot = pytest.importorskip("simreal.deploy.mock_robot")
+try:
+    from simreal.deploy.demo import shipped_bundle
+    SHIPPED = shipped_bundle()
+except FileNotFoundError:
+    SHIPPED = None
+
+# Lockstep: host timing does not move the robot, so overruns on a loaded CI box are not faults here.
+CALM = S.SafetyConfig(overrun_consecutive=10 ** 6, overrun_fraction=1.0)
+LINK = LinkConfig(timeout_s=0.5, retries=2)
+
+
+def config(**kw) -> RuntimeConfig:
+    base = dict(soft_start_s=0.5, settle_s=0.1, transaction_budget_s=1.0, truth_every=10, safety=CALM)
+    base.update(kw)
+    return RuntimeConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """The shipped bundle when it exists; otherwise an untrained one exported on the spot (stands still)."""
+    if SHIPPED is not None:
+        return str(SHIPPED)
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from simreal.export.bundle import export_bundle, training_fields
+    from simreal.robot.observation import layout_for
+    from simreal.robot.spec import load_robot
+
+    spec = load_robot("quadruped")
+    n_obs = layout_for(spec).size
+    torch.manual_seed(0)
+    actor = nn.Sequential(nn.Linear(n_obs, 16), nn.Tanh(), nn.Linear(16, spec.n_joints))
+    with torch.no_grad():
+        actor[2].weight.mul_(0.05)
+        actor[2].bias.zero_()
+    obs = np.random.default_rng(0).normal(0, 0.5, (64, n_obs)).astype(np.float32)
+    out = tmp_path_factory.mktemp("hil") / "untrained"
+    export_bundle(actor, None, spec, out, obs, git={}, latency_calls=20,
+                  training=training_fields(spec, algo="untrained", timesteps=0, seed=0, randomize=False))
+    return str(out)
+
+
+def run(bundle, tmp_path, *, faults=None, seconds=1.5, cfg=None, **kw):
+    log = tmp_path / "run.jsonl"
+    with mock_robot.spawn("quadruped", gap="nominal", faults=faults, seed=0, lockstep=True) as mock:
+        summary, _ = deploy(bundle, mock.port, duration_s=seconds, log_path=str(log), config=cfg or config(),
+                            link=LINK, **{k: (v(mock) if k == "on_cycle" else v) for k, v in kw.items()})
+        report = mock.report() if mock.alive else None     # a killed mock writes no report
+    return summary, read_log(log), report
+
+
+@pytest.mark.skipif(SHIPPED is None, reason="assets/policies/quadruped is not shipped yet")
+def test_shipped_policy_walks_forward_on_the_mock_with_no_safety_stops(tmp_path):
+    s, run_log, report = run(str(SHIPPED), tmp_path, seconds=5.0)
+    assert s["safe_stops"] == [] and s["end"] == "duration"
+    assert s["stop"]["confirmed"]
+    assert s["forward_m"] > 0.5, s          # 5 s at the trained command (~0.4 m/s) walks well past 0.5 m
+    assert not s["fallen"] and report["falls"] == 0
+    assert report["requests"]["COMMAND"] == s["commands_sent"]
+
+
+def test_killing_the_mock_mid_run_is_a_safe_stop_in_the_log(bundle, tmp_path):
+    def killer(mock):
+        def on_cycle(i, rec):
+            if i == 40:
+                mock.proc.kill()
+                mock.proc.wait()
+        return on_cycle
+
+    s, run_log, _ = run(bundle, tmp_path, on_cycle=killer)
+    trip = s["safe_stops"][0]
+    assert trip["cause"] == S.LINK_LOST and trip["cycle"] == 41      # detected on the next cycle
+    assert not s["stop"]["confirmed"] and "watchdog" in s["stop"]["note"]
+    assert run_log.events_of("trip")[0]["cause"] == S.LINK_LOST
+    assert run_log.events_of("safe_stop")[0]["cause"] == S.LINK_LOST
+    assert run_log.cycles[-1]["k"] == 41 and run_log.summary is not None
+
+
+def test_a_fall_is_a_safe_stop(bundle, tmp_path):
+    # Lockstep mock time is simulated time: soft start + settle end at 0.6 s; push it over at 1.0 s.
+    s, run_log, report = run(bundle, tmp_path, faults="tilt_at=1.0:90:2", seconds=3.0)
+    trip = s["safe_stops"][0]
+    assert trip["cause"] == S.TILT, s["safe_stops"]
+    assert s["stop"]["confirmed"] and report["final"]["status"] & 1 == 0      # torque off, by the robot's word
+    tilted = [c for c in run_log.cycles if c.get("tilt_deg", 0) > 60]
+    assert len(tilted) == CALM.tilt_debounce and run_log.cycles[-1]["k"] == tilted[-1]["k"]
+
+
+def test_nan_action_never_reaches_the_wire(bundle, tmp_path):
+    emitted = threading.Event()
+
+    class NaNAfter:
+        def __init__(self, policy, at=20):
+            self.policy, self.at, self.calls = policy, at, 0
+
+        def infer(self, obs):
+            a, t = self.policy.infer(obs)
+            self.calls += 1
+            if self.calls > self.at:
+                emitted.set()
+                a, t = a.copy(), t.copy()
+                a[2] = t[2] = math.nan
+            return a, t
+
+    s, run_log, report = run(bundle, tmp_path, policy_wrapper=NaNAfter)
+    assert emitted.is_set()
+    assert s["safe_stops"][0]["cause"] == S.NON_FINITE_ACTION
+    # Every COMMAND the robot received was answered with a STATE (a NaN target would have drawn
+    # ERROR BAD_REQUEST and failed the transaction), and none was sent after the NaN.
+    assert report["requests"]["COMMAND"] == s["commands_sent"] and s["failed_cycles"] == 0
+    sent = [c["sent"] for c in run_log.cycles if "sent" in c]
+    assert len(sent) == s["commands_sent"] and np.all(np.isfinite(sent))
+    last = run_log.cycles[-1]
+    assert "sent" not in last and not np.all(np.isfinite(last["targets"]))
+    assert s["stop"]["confirmed"]
