@@ -154,7 +154,7 @@ def test_silent_device_fails_the_handshake_in_bounded_time(make):
         t0 = time.monotonic()
         with pytest.raises(HandshakeError, match=r"after 4 HELLO attempts of 0.05 s \(received nothing\)"):
             make(r, cfg)
-        assert 0.2 <= time.monotonic() - t0 < 0.2 + 0.5
+        assert 0.2 <= time.monotonic() - t0 < 0.2 + 1.0     # slack for a loaded test machine
         assert len(received_of(r, P.Hello)) == 4
 
 
@@ -226,11 +226,11 @@ def test_persistent_corruption_fails_after_r_retries_without_waiting(make):
     def hook(frame, reply):
         return [(0.0, flip_body_bit(reply) if isinstance(frame.msg, P.Command) else reply)]
     with FakeRobot(hook=hook) as r:
-        d = make(r, LinkConfig(timeout_s=0.2, retries=3))
+        d = make(r, LinkConfig(timeout_s=0.4, retries=3))
         t0 = time.monotonic()
-        with pytest.raises(LinkTimeout, match=r"no valid STATE reply to COMMAND .* \(4 attempts of 200.0 ms\)"):
+        with pytest.raises(LinkTimeout, match=r"no valid STATE reply to COMMAND .* \(4 attempts of 400.0 ms\)"):
             d.send_command(q_of(1))
-        assert 4 * 0.05 <= time.monotonic() - t0 < 4 * 0.2
+        assert 4 * 0.1 <= time.monotonic() - t0 < 4 * 0.4
         assert d.counters.requests == 1 + 4 and d.counters.failed == 1
 
 
@@ -243,12 +243,12 @@ def test_stalled_device_times_out_within_the_budget(make):
         t0 = time.monotonic()
         with pytest.raises(LinkTimeout, match="received nothing"):
             d.send_command(q_of(1))
-        assert 0.12 <= time.monotonic() - t0 < 0.12 + 0.3
+        assert 0.12 <= time.monotonic() - t0 < 0.12 + 1.0
         assert d.counters.timeouts == 3
         t0 = time.monotonic()
         with pytest.raises(LinkTimeout, match="within 50.0 ms"):
             d.send_command(q_of(2), budget_s=0.05)       # the cycle budget wins over R
-        assert time.monotonic() - t0 < 0.05 + 0.3
+        assert time.monotonic() - t0 < 0.05 + 1.0
         assert d.counters.requests == 1 + 3 + 2
 
 

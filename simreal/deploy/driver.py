@@ -7,8 +7,8 @@ device path, a pseudo-terminal path (`simreal mock-robot` prints one), `socket:/
 
 Every transaction: discard unread input, send the request with a fresh tag, read until a reply
 carrying that same tag arrives or the attempt times out; frames with other tags are late
-replies and are dropped (FAULTS F11). A corrupt reply ends the attempt at once, so a retry
-still fits in the cycle budget (D1). After `retries` failed attempts, or when the budget is
+replies and are dropped (FAULTS F11). A damaged frame cuts the attempt short (to CORRUPT_GRACE
+of its timeout), so a retry still fits in the cycle budget (D1). After `retries` failed attempts, or when the budget is
 spent, LinkTimeout is raised: missing data is never replaced by zeros or last cycle's values.
 
 Joint data are matched by NAME (D5): handshake() learns the robot's joint order, and every
