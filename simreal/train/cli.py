@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run: return, velocity, tracking, falls")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or checkpoint folder)")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="run directory, SB3 .zip (with --trust-checkpoint) or exported bundle")
     p.add_argument("--episodes", type=int, default=10, metavar="N")
     p.add_argument("--no-randomize", action="store_true")
     p.add_argument("--video", metavar="FILE", help="write an mp4 of the episodes")
@@ -138,13 +139,13 @@ def run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from simreal.train.checkpoint import CheckpointError
-    from simreal.train.evaluate import evaluate_run, to_json
+    from simreal.train.evaluate import evaluate_path, to_json
     from simreal.train.sb3 import UntrustedContentError
 
     if args.episodes < 1:
         return _error("--episodes must be at least 1")
     try:
-        result, source = evaluate_run(
+        result, source = evaluate_path(
             Path(args.run_dir), episodes=args.episodes,
             randomize=False if args.no_randomize else None,
             video=Path(args.video) if args.video else None, checkpoint=args.checkpoint,
@@ -154,7 +155,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(result, source))
     else:
-        print(f"{source['robot']} {source['algo']} · {source['checkpoint']} (step {source['step']:,}) · "
+        where = source.get("checkpoint") or source.get("bundle")
+        print(f"{source['robot']} {source['algo']} · {where} (step {source['step']:,}) · "
               f"{result.episodes} episodes · {result.line()}")
         if args.video:
             print(f"video: {args.video}")

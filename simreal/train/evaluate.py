@@ -87,7 +87,11 @@ def run_episodes(act: Act, env, normalizer: Normalizer, episodes: int, seed: int
 
 
 def predictor(model, deterministic: bool = True) -> Act:
-    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+    """SB3 models return (action, state); our agents return the action."""
+    def act(obs: np.ndarray) -> np.ndarray:
+        out = model.predict(obs, deterministic=deterministic)
+        return out[0] if isinstance(out, tuple) else out
+    return act
 
 
 def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = None,
@@ -97,12 +101,12 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
     from simreal.train.envs import make_single
     from simreal.train.snapshot import load_run
 
+    if video is not None and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"   # headless; only effective before mujoco is imported
     loaded = load_run(Path(run_dir), checkpoint=checkpoint, trust=trust)
     cfg = loaded.config
     rand = (cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize) \
         if randomize is None else randomize
-    if video is not None and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"   # headless rendering
     env = make_single(cfg.robot, rand, dict(cfg.env.kwargs),
                       render_mode="rgb_array" if video is not None else None)
     try:
@@ -114,6 +118,20 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
     source = {"run_dir": str(run_dir), "checkpoint": str(loaded.source), "step": loaded.step,
               "robot": cfg.robot, "algo": cfg.algo, "randomize": rand}
     return result, source
+
+
+def evaluate_path(path: Path, *, episodes: int = 10, randomize: bool | None = None,
+                  video: Path | None = None, checkpoint: str = "auto", seed: int | None = None,
+                  trust: bool = False) -> tuple[EvalResult, dict]:
+    """A run directory (config.yaml), or an exported policy bundle (policy.json), evaluated alike."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file() and (path / "policy.json").is_file():
+        from simreal.export.bundle import evaluate_bundle
+
+        return evaluate_bundle(path, episodes=episodes, seed=seed, video=video,
+                               randomize=True if randomize is None else randomize)
+    return evaluate_run(path, episodes=episodes, randomize=randomize, video=video,
+                        checkpoint=checkpoint, seed=seed, trust=trust)
 
 
 def to_json(result: EvalResult, source: dict) -> str:

@@ -245,7 +245,7 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
             save(latest, step, full=True)
             write_atomic(paths.normalizer, trainer.normalizer().to_json().encode())
 
-        last_plot = [-math.inf]
+        last_plot = [time.monotonic()]
 
         def replot() -> None:   # drawing takes ~1 s: at most once a minute while training
             if time.monotonic() - last_plot[0] >= 60.0:

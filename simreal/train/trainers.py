@@ -17,6 +17,7 @@ import numpy as np
 from simreal.train import sb3
 from simreal.train.checkpoint import Checkpoint, CheckpointError
 from simreal.train.config import SB3_PARAMS, TrainConfig
+from simreal.train.evaluate import predictor
 from simreal.train.normalizer import Normalizer
 
 
@@ -69,7 +70,7 @@ class SB3Trainer:
                              log_interval=1 if self.cfg.algo == "ppo" else 10)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.model.predict(obs, deterministic=self.cfg.eval.deterministic)[0]
+        return predictor(self.model, self.cfg.eval.deterministic)(obs)
 
     def normalizer(self) -> Normalizer:
         return Normalizer.from_vec_normalize(self.vecnorm)
@@ -156,7 +157,7 @@ class OwnTrainer:
         self.api.ALGOS[self.cfg.algo].train(self.agent, self.batch, total, callback)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.agent.predict(obs, deterministic=self.cfg.eval.deterministic)
+        return predictor(self.agent, self.cfg.eval.deterministic)(obs)
 
     def normalizer(self) -> Normalizer:
         return Normalizer()

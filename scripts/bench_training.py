@@ -1,0 +1,131 @@
+"""Train and evaluate (robot, algorithm, budget) triples; write the "training" section of BENCHMARKS.md.
+
+    python scripts/bench_training.py Walker2d-v5:ppo:1e6 Walker2d-v5:sac:3e5 quadruped:ppo:3e6
+
+Each SPEC is ROBOT:ALGO:TIMESTEPS[:SEED]. Its run lives in RUNS_DIR/<robot>-<algo>-<steps>-s<seed>:
+a finished run is reused (not retrained), an interrupted one is resumed (`simreal train --resume`),
+and a missing one is trained with `simreal train` (each in its own process). Then the final policy
+(`--checkpoint latest`, or `best`) is evaluated with `simreal eval --json` and the table is rebuilt
+from every evaluated run under RUNS_DIR, so runs made at different times end up in one table.
+Steps/s is timesteps / total training wall time, periodic evaluation and checkpoints included.
+With no SPEC, the table is rebuilt from what RUNS_DIR already holds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from _bench_md import BENCH, machine_line, update_section  # noqa: E402
+
+SECTION = "training"
+# rl-baselines3-zoo benchmark (1M steps), for the same algorithm on the same task.
+ZOO = {("Walker2d-v5", "ppo"): "~3,500 (zoo, 1M)", ("Walker2d-v5", "sac"): "~3,860 (zoo, 1M)"}
+EVAL_FILE = "bench_eval.json"
+
+
+def parse_spec(text: str) -> tuple[str, str, int, int]:
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ROBOT:ALGO:TIMESTEPS[:SEED]")
+    try:
+        steps = int(float(parts[2].replace("_", "")))
+        seed = int(parts[3]) if len(parts) == 4 else 0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: TIMESTEPS and SEED must be numbers") from None
+    if steps <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: TIMESTEPS must be positive")
+    return parts[0], parts[1], steps, seed
+
+
+def simreal(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "simreal.cli", *args]
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE)
+
+
+def run_one(spec: tuple[str, str, int, int], runs_dir: Path, sets: list[str], episodes: int,
+            checkpoint: str) -> Path:
+    robot, algo, steps, seed = spec
+    run = runs_dir / f"{robot.replace('/', '_')}-{algo}-{steps}-s{seed}"
+    if not (run / "summary.json").is_file() or \
+            json.loads((run / "summary.json").read_text()).get("timesteps", 0) < steps:
+        if (run / "config.yaml").is_file():
+            proc = simreal("train", "--resume", str(run), "--timesteps", str(steps), "--no-progress")
+        else:
+            proc = simreal("train", robot, "--algo", algo, "--timesteps", str(steps), "--seed",
+                           str(seed), "--out", str(run), "--no-progress",
+                           *(["--set", *sets] if sets else []))
+        if proc.returncode != 0:
+            raise SystemExit(f"training {robot}:{algo} failed (exit {proc.returncode})")
+    proc = simreal("eval", str(run), "--episodes", str(episodes), "--checkpoint", checkpoint, "--json")
+    if proc.returncode != 0:
+        raise SystemExit(f"evaluating {run} failed (exit {proc.returncode})")
+    (run / EVAL_FILE).write_text(proc.stdout)
+    return run
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def table(runs_dir: Path) -> str:
+    lines = ["| robot | algorithm | timesteps | wall time | steps/s | eval return | forward v (m/s) "
+             "| tracking error (m/s) | fall rate | episode length | reference |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    runs = sorted(p.parent for p in runs_dir.glob(f"*/{EVAL_FILE}") if (p.parent / "summary.json").is_file())
+    for run in runs:
+        s = json.loads((run / "summary.json").read_text())
+        e = json.loads((run / EVAL_FILE).read_text())
+        rate = s["timesteps"] / s["wall_time_s"] if s["wall_time_s"] else math.nan
+        lines.append(
+            f"| {s['robot']} | {s['algo'].upper()} | {s['timesteps']:,} | {_hms(s['wall_time_s'])} "
+            f"| {rate:,.0f} | {_fmt(e['mean_return'], ',.0f')} ± {_fmt(e['std_return'], ',.0f')} "
+            f"| {_fmt(e['mean_forward_velocity'])} | {_fmt(e['mean_tracking_error'])} "
+            f"| {_fmt(e['fall_rate'], '.0%')} | {_fmt(e['mean_length'], '.0f')} "
+            f"| {ZOO.get((s['robot'], s['algo']), '')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("specs", nargs="*", type=parse_spec, metavar="SPEC")
+    ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--episodes", type=int, default=10)
+    ap.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="config overrides for newly started runs")
+    ap.add_argument("--bench-file", type=Path, default=BENCH)
+    args = ap.parse_args(argv)
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    for spec in args.specs:
+        run_one(spec, args.runs_dir, args.set, args.episodes, args.checkpoint)
+    body = table(args.runs_dir)
+    command = "python scripts/bench_training.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    md = "\n".join([
+        "## Training", "", machine_line(command.strip()), "",
+        body, "",
+        f"Evaluation: `simreal eval --episodes {args.episodes} --checkpoint {args.checkpoint}`, "
+        "deterministic actions, randomization as in training; return is mean ± std over episodes. "
+        "Steps/s counts the whole run (periodic evaluation and checkpoints included). "
+        "Reference: the rl-baselines3-zoo benchmark for the same algorithm and task at 1M steps.",
+    ])
+    update_section(SECTION, md, args.bench_file)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
