@@ -1,6 +1,7 @@
 """The mock robot as users run it: a subprocess on a pseudo-terminal, driven by the real SerialDriver.
 
-Timing assertions are loose: the test machine is shared and loaded.
+Timing assertions are loose: the test machine is shared and loaded (a niced pytest run on two busy
+cores has seen the mock starved for over 250 ms), so timeouts are long where no fault is injected.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from simreal.deploy.mock_robot import MockError, spawn
 from simreal.robot.spec import load_robot
 
 QUAD = load_robot("quadruped")
-CALM = LinkConfig(timeout_s=0.25, retries=2, handshake_timeout_s=1.0, handshake_retries=3)
+CALM = LinkConfig(timeout_s=1.0, retries=2, handshake_timeout_s=1.0, handshake_retries=3)
+WATCHDOG_MS = 500
 
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory):
     link = tmp_path_factory.mktemp("mock") / "port"
-    with spawn("quadruped", extra_args=["--link-file", str(link)]) as m:
+    with spawn("quadruped", watchdog_ms=WATCHDOG_MS, extra_args=["--link-file", str(link)]) as m:
         assert link.read_text().strip() == m.port
         yield m
 
@@ -56,8 +58,8 @@ def test_physics_runs_on_its_own_clock(mock):
     finally:
         d.close()
     wall = wall1 - wall0
-    assert gt1.sim_time_s - gt0.sim_time_s == pytest.approx(wall, abs=0.1)
-    assert (s1.timestamp_us - s0.timestamp_us) * 1e-6 == pytest.approx(wall, abs=0.1)
+    assert gt1.sim_time_s - gt0.sim_time_s == pytest.approx(wall, abs=0.25)     # lockstep would give 0
+    assert (s1.timestamp_us - s0.timestamp_us) * 1e-6 == pytest.approx(wall, abs=0.25)
     assert (cpu1 - cpu0) / wall < 0.25         # about real time of physics, not a busy loop
 
 
@@ -65,7 +67,7 @@ def test_handshake_torque_and_standing(mock):
     d = connect(mock.port, joint_names=list(reversed(QUAD.joint_names)))   # host order differs: mapped by name
     try:
         assert d.info.robot_name == "quadruped" and d.info.joint_names == tuple(QUAD.joint_names)
-        assert d.info.watchdog_ms == 200 and d.info.simulated
+        assert d.info.watchdog_ms == WATCHDOG_MS and d.info.simulated
         start = d.enable_torque()
         assert start.status & P.Status.TORQUE_ON
         q0, goal = np.array(start.q), QUAD.default_pose[::-1]
@@ -90,7 +92,7 @@ def test_watchdog_damps_then_turns_torque_off(mock):
             time.sleep(0.05)
             ack = d.heartbeat()
         assert ack.status & P.Status.TORQUE_ON and not ack.status & P.Status.WATCHDOG
-        time.sleep(0.2 + 0.3 + 0.3)             # silence > watchdog 0.2 s + damp 0.3 s
+        time.sleep(WATCHDOG_MS / 1000 + 0.3 + 0.4)   # silence > watchdog + damp 0.3 s
         ack = d.heartbeat()
         assert ack.status & P.Status.WATCHDOG and not ack.status & (P.Status.TORQUE_ON | P.Status.DAMPING)
         assert not d.enable_torque().status & P.Status.WATCHDOG     # cleared by the next TORQUE 1
@@ -135,16 +137,16 @@ def test_reply_time_is_latency_plus_jitter_plus_wire_time():
     wire = (len(P.encode(P.GetState(), 1)) + len(P.encode(states[0], 1))) * 10 / baud
     floor = latency + wire                              # ~43 ms: nothing can come back sooner
     assert took[0] >= floor - 0.001
-    assert took[len(took) // 2] < floor + jitter + 0.03   # the rest is the loaded test machine
+    assert took[len(took) // 2] < floor + jitter + 0.05   # the rest is the loaded test machine
 
 
-def test_injected_drops_and_corruptions_match_the_drivers_counters():
-    n = 120
-    with spawn("quadruped", faults="drop=0.1,corrupt=0.1", seed=3) as m:
-        d = connect(m.port, LinkConfig(timeout_s=0.1, retries=5, handshake_timeout_s=1.0, handshake_retries=5))
+def test_injected_reply_faults_match_the_drivers_counters():
+    n, timeout = 100, 0.2
+    with spawn("quadruped", faults="drop=0.08,corrupt=0.08,late=0.08:1.5,dup=0.08", seed=3,
+               extra_args=["--link-timeout", str(timeout)]) as m:
+        d = connect(m.port, LinkConfig(timeout_s=timeout, retries=6, handshake_timeout_s=1.0, handshake_retries=5))
         try:
-            for _ in range(n):
-                d.read_state()
+            stamps = [d.read_state().timestamp_us for _ in range(n)]
             c = d.counters
         finally:
             d.close()
@@ -152,26 +154,14 @@ def test_injected_drops_and_corruptions_match_the_drivers_counters():
     assert m.proc.returncode == 0 and report["exit_reason"] == "SIGTERM"
     inj = report["injected"]
     assert report["link"]["replies"] == c.requests               # one reply per request, none lost
-    assert inj["drop"] + inj["corrupt"] > 10                       # the schedule did inject
+    assert min(inj[k] for k in ("drop", "corrupt", "late", "dup")) >= 3   # the schedule did inject
     damaged = c.decoder.crc_errors + c.decoder.framing_errors
     assert inj["corrupt"] <= damaged <= 2 * inj["corrupt"]        # a flip may split one frame in two
-    # every fault cost one attempt; allow a few more for replies slower than 0.1 s on a busy box
-    assert inj["drop"] + inj["corrupt"] <= c.timeouts <= inj["drop"] + inj["corrupt"] + 3
-    assert c.transactions == n + 1 and c.failed == 0
-
-
-def test_late_and_duplicated_replies_are_never_taken_for_later_requests():
-    with spawn("quadruped", faults="late=0.2:1.5,dup=0.2", seed=5, extra_args=["--link-timeout", "0.1"]) as m:
-        d = connect(m.port, LinkConfig(timeout_s=0.1, retries=6, handshake_timeout_s=1.0, handshake_retries=5))
-        try:
-            stamps = [d.read_state().timestamp_us for _ in range(60)]
-            c = d.counters
-        finally:
-            d.close()
-        inj = m.report()["injected"]
-    assert inj["late"] > 3 and inj["dup"] > 3
-    assert c.stale_replies + c.bytes_flushed > 0 and c.failed == 0
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))    # a stale state would step back in time
+    # each drop, corruption and late reply cost one attempt; a few more for a busy box's slow replies
+    spoiled = inj["drop"] + inj["corrupt"] + inj["late"]
+    assert spoiled <= c.timeouts <= spoiled + 5
+    assert c.stale_replies + c.bytes_flushed > 0 and c.failed == 0 and c.transactions == n + 1
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))    # a late or duplicate state would step back
 
 
 def test_stall_times_out_then_disconnect_raises_link_lost():
@@ -198,25 +188,33 @@ def test_stall_times_out_then_disconnect_raises_link_lost():
 
 
 def test_lockstep_is_deterministic_for_a_seed():
-    def run(port: str) -> list:
-        d = connect(port)
+    from simreal.deploy.faults import parse_faults
+    from simreal.deploy.gap import load_gap
+    from simreal.deploy.mock_robot import MockRobot, RobotOptions
+
+    targets = [tuple(QUAD.default_pose + 0.1 * np.sin(0.2 * k)) for k in range(40)]
+    with spawn(seed=7, gap="worn", lockstep=True) as m:
+        d = connect(m.port)
         try:
             d.enable_torque()
-            out = [d.send_command(list(QUAD.default_pose + 0.1 * np.sin(0.2 * k))) for k in range(40)]
-            out.append(d.ground_truth())
+            over_wire = [d.send_command(list(q)) for q in targets] + [d.ground_truth()]
         finally:
             d.close()
-        return out
+        m.proc.stdin.close()                    # the parent's end of the lifeline: the mock exits
+        m.proc.wait(30)
+        assert m.report()["exit_reason"] == "stdin closed"
 
-    args = dict(gap="worn", lockstep=True)
-    with spawn(seed=7, **args) as a, spawn(seed=7, **args) as b, spawn(seed=8, **args) as c:
-        ra, rb, rc = run(a.port), run(b.port), run(c.port)
-        c.proc.stdin.close()                    # the parent's end of the lifeline: the mock exits
-        c.proc.wait(10)
-        assert c.report()["exit_reason"] == "stdin closed"
-    assert ra == rb
-    assert [s.q for s in ra[:-1]] != [s.q for s in rc[:-1]]          # the seed drives the sensor noise
-    stamps = [s.timestamp_us for s in ra[:-1]]
+    def replay(seed: int) -> list:             # the same requests to an in-process twin
+        r = MockRobot(QUAD, load_gap("worn")[1], parse_faults(""), seed, RobotOptions(watchdog_s=0.0, lockstep=True))
+        r.handle(P.Frame(1, P.Torque(True)), r.clock)
+        wire = lambda msg: P.decode(P.encode(msg, 1)).msg          # noqa: E731 - float32, as on the wire
+        out = [r.handle(P.Frame(1, wire(P.Command(q))), r.clock) for q in targets]
+        out.append(r.handle(P.Frame(1, P.SimGetGroundTruth()), r.clock))
+        return [wire(msg) for msg in out]
+
+    assert over_wire == replay(7)
+    assert [s.q for s in over_wire[:-1]] != [s.q for s in replay(8)[:-1]]   # the seed drives the noise
+    stamps = [s.timestamp_us for s in over_wire[:-1]]
     assert np.all(np.diff(stamps) == round(QUAD.control.period * 1e6))
 
 
