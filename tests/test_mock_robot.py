@@ -113,9 +113,14 @@ def test_robot_side_protocol_errors(mock):
         assert reply.tag == 11 and reply.msg.code == P.ErrorCode.VERSION
         (reply,) = ask(P.encode(P.Command((0.0, 0.0)), 12))
         assert reply.tag == 12 and reply.msg.code == P.ErrorCode.JOINT_COUNT
-        body = P.HEADER.pack(P.PROTOCOL_VERSION, P.MsgType.TORQUE, 14, 2) + b"\x01\x00"   # TORQUE takes 1 byte
-        (reply,) = ask(b"\x00" + P.cobs_encode(body + P.CRC.pack(P.crc32(body))) + b"\x00")
+        def raw(msg_type: int, tag: int, payload: bytes) -> bytes:
+            body = P.HEADER.pack(P.PROTOCOL_VERSION, msg_type, tag, len(payload)) + payload
+            return b"\x00" + P.cobs_encode(body + P.CRC.pack(P.crc32(body))) + b"\x00"
+
+        (reply,) = ask(raw(P.MsgType.TORQUE, 14, b"\x01\x00"))          # TORQUE takes 1 byte
         assert reply.tag == 14 and reply.msg.code == P.ErrorCode.BAD_REQUEST
+        (reply,) = ask(raw(0x30, 15, b""))
+        assert reply.tag == 15 and reply.msg.code == P.ErrorCode.UNKNOWN_TYPE and reply.msg.request_type == 0x30
         damaged = bytearray(P.encode(P.GetState(), 13))
         damaged[5] ^= 0x10
         port.reset_input_buffer()

@@ -637,17 +637,12 @@ class Server:
         if isinstance(item, P.Frame):
             self.robot.note_request(arrival)
             tag, wire = item.tag, len(P.encode(item.msg, item.tag)) * self.byte_s
-        elif isinstance(item, P.VersionMismatch):
+        elif item.tag is not None:      # the header passed its CRC: answer ERROR with the request's tag
+            code = {P.VersionMismatch: P.ErrorCode.VERSION, P.UnknownMessage: P.ErrorCode.UNKNOWN_TYPE}.get(
+                type(item), P.ErrorCode.BAD_REQUEST)
+            detail = f"this robot speaks protocol v{P.PROTOCOL_VERSION}" if code == P.ErrorCode.VERSION else str(item)
             tag, wire = item.tag, 0.0
-            item = P.Error(P.ErrorCode.VERSION, item.msg_type, f"this robot speaks protocol v{P.PROTOCOL_VERSION}")
-        elif isinstance(item, P.UnknownMessage):
-            tag, wire = item.tag, 0.0
-            item = P.Error(P.ErrorCode.UNKNOWN_TYPE, item.msg_type & 0xFF, str(item)[:P.MAX_DETAIL])
-        elif isinstance(item, (P.BadLength, P.BadValue)):
-            # The CRC passed, so the frame was meant for us; the codec does not always say its tag.
-            tag, wire = getattr(item, "tag", 0) or 0, 0.0
-            item = P.Error(P.ErrorCode.BAD_REQUEST, (getattr(item, "msg_type", 0) or 0) & 0xFF,
-                           str(item).encode()[:P.MAX_DETAIL].decode(errors="ignore"))
+            item = P.Error(code, item.msg_type, detail.encode()[:P.MAX_DETAIL].decode(errors="ignore"))
         else:
             return                      # CRC / framing / too long: never answered (protocol rule 5)
         if self.lockstep:
