@@ -118,7 +118,6 @@ class LocomotionEnv(gym.Env):
                                    maxlen=self.params.action_latency + 1)
         self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
         self._next_push = self.params.push_interval
-        self._last_feet = self.sim.foot_positions()
         self.obs_builder.reset()
         obs = self._observe()
         return obs, {"randomization": self.params.to_info(), "command": self.command.copy()}
@@ -136,14 +135,12 @@ class LocomotionEnv(gym.Env):
             self._next_push += self.params.push_interval
 
         lin_vel = sim.base_lin_vel_body()
-        feet = sim.foot_positions()
-        foot_speed = np.hypot(*(feet - self._last_feet)[:, :2].T) / self.dt
-        self._last_feet = feet
+        contact = sim.foot_contacts()
         tilt = sim.tilt()
         q = rewards.StepQuantities(
             lin_vel_body=lin_vel, ang_vel_body=sim.base_ang_vel_body(), up_z=float(np.cos(tilt)),
             torque=sim.last_torque, action=action, last_action=self.last_action,
-            foot_contact=sim.foot_contacts(), foot_speed=foot_speed, command=self.command)
+            foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.command)
         reward, terms = rewards.compute(q, spec.task.reward_scales)
         self.last_action = action
         fell = bool(tilt > self._tilt_limit or sim.base_height() < spec.task.min_base_height)

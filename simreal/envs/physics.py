@@ -138,9 +138,15 @@ class Simulator:
         touching = set(con.geom1.tolist()) | set(con.geom2.tolist())
         return np.array([g in touching for g in self.foot_geoms.tolist()])
 
-    def foot_positions(self) -> np.ndarray:
-        """World positions of the foot geoms, (n_feet, 3)."""
-        return self.data.geom_xpos[self.foot_geoms].copy()
+    def foot_speeds_xy(self, which: np.ndarray) -> np.ndarray:
+        """Horizontal speed (m/s) of the selected feet; 0 for the others (slip needs only contacts)."""
+        out = np.zeros(len(self.foot_geoms))
+        vel = np.zeros(6)
+        for k in np.flatnonzero(which):
+            mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_GEOM,
+                                     int(self.foot_geoms[k]), vel, 0)
+            out[k] = np.hypot(vel[3], vel[4])
+        return out
 
     @property
     def last_torque(self) -> np.ndarray:

@@ -23,7 +23,7 @@ class StepQuantities:
     action: np.ndarray
     last_action: np.ndarray
     foot_contact: np.ndarray   # bool per foot
-    foot_speed: np.ndarray     # m/s horizontal speed per foot over the last control period
+    foot_speed: np.ndarray     # m/s horizontal speed of each foot touching the ground
     command: np.ndarray        # (vx, yaw rate)
 
 
