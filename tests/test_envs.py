@@ -160,7 +160,7 @@ def test_encoders_are_quantized():
 
 
 def test_perturb_quat_is_a_small_rotation():
-    from simreal.envs.locomotion import _perturb_quat
+    from simreal.envs.sensors import perturb_quat as _perturb_quat
 
     q = np.array([np.cos(0.3), 0.0, np.sin(0.3), 0.0])
     out = _perturb_quat(q, np.array([0.0, 0.0, 0.0]))

@@ -91,10 +91,8 @@ class MockRobot:
     def __init__(self, spec, gap: GapProfile, schedule: FaultSchedule, seed: int = 0,
                  options: RobotOptions = RobotOptions()):
         from simreal.envs import randomization        # mujoco: imported only when a robot is made
-        from simreal.envs.locomotion import _perturb_quat
         from simreal.envs.physics import Simulator
 
-        self._perturb_quat = _perturb_quat
         self.spec, self.gap, self.options = spec, gap, options
         self.sim = sim = Simulator(spec)
         n = spec.n_joints
@@ -227,17 +225,11 @@ class MockRobot:
 
     def _measure(self):
         """What the robot reports: the simulator's encoders/IMU with the gap's noise and bias
-        (the same sensor model as LocomotionEnv._observe)."""
-        true, noise, rng, n = self.sim.measure(), self.params.noise, self.sensor_rng, self.spec.n_joints
-        q, dq, quat = true.joint_pos, true.joint_vel, true.quat
-        if noise.joint_pos:
-            q = q + rng.normal(0.0, noise.joint_pos, n)
-        if noise.joint_vel:
-            dq = dq + rng.normal(0.0, noise.joint_vel, n)
-        if noise.gravity:
-            quat = self._perturb_quat(quat, rng.normal(0.0, noise.gravity, 3))
-        gyro = true.gyro + self.params.imu_bias + (rng.normal(0.0, noise.gyro, 3) if noise.gyro else 0.0)
-        return q, dq, quat, gyro, true.accel
+        (simreal.envs.sensors, the same sensor model as the training env)."""
+        from simreal.envs.sensors import add_noise
+
+        s = add_noise(self.sim.measure(), self.params.noise, self.params.imu_bias, self.sensor_rng)
+        return s.joint_pos, s.joint_vel, s.quat, s.gyro, s.accel
 
     @property
     def status(self) -> int:

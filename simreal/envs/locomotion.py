@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from simreal.envs import randomization, rewards
+from simreal.envs import randomization, rewards, sensors
 from simreal.envs.physics import Simulator
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import RobotState, builder_for
@@ -154,21 +154,13 @@ class LocomotionEnv(gym.Env):
         return obs, reward, fell, truncated and not fell, info
 
     def _observe(self) -> np.ndarray:
-        """Sensor model on top of the simulator's measurement: noise, IMU bias and latency."""
+        """Encoders now, IMU `imu_latency` steps old, then the shared sensor noise model."""
         true = self.sim.measure()
-        noise, rng = self.params.noise, self.np_random
         self._imu_queue.append(true)
         imu = self._imu_queue[0]
-        n = self.spec_robot.n_joints
-        quat = imu.quat
-        if noise.gravity > 0:  # tilt the IMU reading by a small random rotation
-            quat = _perturb_quat(quat, rng.normal(0.0, noise.gravity, 3))
-        state = RobotState(
-            joint_pos=true.joint_pos + rng.normal(0.0, noise.joint_pos, n) if noise.joint_pos else true.joint_pos,
-            joint_vel=true.joint_vel + rng.normal(0.0, noise.joint_vel, n) if noise.joint_vel else true.joint_vel,
-            quat=quat,
-            gyro=imu.gyro + self.params.imu_bias + (rng.normal(0.0, noise.gyro, 3) if noise.gyro else 0.0),
-            accel=imu.accel, timestamp=true.timestamp)
+        state = RobotState(joint_pos=true.joint_pos, joint_vel=true.joint_vel, quat=imu.quat,
+                           gyro=imu.gyro, accel=imu.accel, timestamp=true.timestamp)
+        state = sensors.add_noise(state, self.params.noise, self.params.imu_bias, self.np_random)
         return self.obs_builder(state, self.last_action, self.command)
 
     # --- rendering ----------------------------------------------------------------------------
@@ -198,16 +190,3 @@ class LocomotionEnv(gym.Env):
         if self._viewer is not None:
             self._viewer.close()
             self._viewer = None
-
-
-def _perturb_quat(quat: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
-    """quat * exp(rotvec / 2): a small body-frame rotation, for IMU orientation noise."""
-    rx, ry, rz = (float(v) for v in rotvec)
-    angle = (rx * rx + ry * ry + rz * rz) ** 0.5
-    if angle < 1e-12:
-        return quat
-    c, k = np.cos(angle / 2), np.sin(angle / 2) / angle
-    x2, y2, z2 = k * rx, k * ry, k * rz
-    w1, x1, y1, z1 = (float(v) for v in quat)
-    return np.array([w1 * c - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * c + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * c + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * c])
