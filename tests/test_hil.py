@@ -135,3 +135,65 @@ def test_nan_action_never_reaches_the_wire(bundle, tmp_path):
     last = run_log.cycles[-1]
     assert "sent" not in last and not np.all(np.isfinite(last["targets"]))
     assert s["stop"]["confirmed"]
+
+
+def test_demo_runs_in_real_time_and_prints_the_summary(bundle, tmp_path, capsys):
+    """`simreal demo`'s code path: real-time mock, real-time loop, JSON summary."""
+    from simreal.deploy.demo import demo
+
+    rc = demo(seconds=1.0, bundle=bundle, log_path=str(tmp_path / "demo.jsonl"), as_json=True)
+    out = capsys.readouterr().out
+    import json
+
+    s = json.loads(out)
+    assert rc == 0 and s["safe_stops"] == [] and s["end"] == "duration", s
+    assert s["stop"]["confirmed"] and "distance_m" in s and s["mock"]["falls"] == 0
+    assert abs(s["period_ms"]["p50"] - 20.0) < 1.0
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_host_leaves_the_robot_to_its_watchdog(bundle, tmp_path):
+    """C9, SIGKILL: no host code runs, so the robot's watchdog must damp and cut torque by itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from simreal.deploy.driver import SerialDriver
+    from simreal.deploy import protocol as P
+
+    child = (f"import sys; from simreal.deploy.runtime import deploy\n"
+             f"deploy({bundle!r}, sys.argv[1], duration_s=30, log_path={str(tmp_path / 'k.jsonl')!r}, realtime=True,\n"
+             f"       on_cycle=lambda i, rec: print(i, flush=True))\n")
+    from simreal.deploy.runtime import raised_priority
+
+    with mock_robot.spawn("quadruped", gap="nominal", seed=0, watchdog_ms=200) as mock, \
+            raised_priority(mock.proc.pid):
+        proc = subprocess.Popen([sys.executable, "-c", child, mock.port], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[1])})
+        try:
+            cycle = -1
+            for line in proc.stdout:
+                cycle = int(line)
+                if cycle >= 80:              # policy phase, torque on
+                    break
+            assert cycle >= 80, f"the deploy child stopped by itself at cycle {cycle}"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            t_kill = time.monotonic()
+            time.sleep(0.2 + 0.3 + 0.2)      # watchdog 200 ms + its 300 ms of DAMP + margin; silent meanwhile
+            drv = SerialDriver(mock.port, config=LINK)
+            try:
+                drv.handshake()
+                st = drv.hold()               # any request: read the state without driving anything
+            finally:
+                drv.close()
+            waited = time.monotonic() - t_kill
+        finally:
+            proc.kill()
+        report = mock.report()
+    assert not st.torque_on and st.status & P.Status.WATCHDOG, P.Status(st.status)
+    assert report["watchdog_trips"] == 1 and waited < 2.0
+    run_log = read_log(tmp_path / "k.jsonl")
+    assert run_log.cycles and run_log.summary is None and not run_log.events_of("trip")

@@ -538,6 +538,7 @@ class Runtime:
         d, clock, cfg = self.driver, self.clock, self.config
         t_begin = clock.now()
         deadline = t_begin + cfg.stop_timeout_s
+        self._event("stopping", cause=self.latch.latched_by.cause if self.latch.latched_by else self.end_reason)
         steps: list[str] = []
         confirmed = False
         lost = False
