@@ -176,7 +176,7 @@ def test_resume_skips_a_corrupted_latest_checkpoint(ppo_run, tmp_path):
     f.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="step_0000000256.*sha256 mismatch"):
         resume(run, progress=False)
-    assert (run / "checkpoints" / "corrupt-step_0000000256").is_dir()   # set aside, not reused
+    assert (run / "checkpoints" / "stale-step_0000000256").is_dir()   # set aside, not reused
     assert _state(run)["num_timesteps"] == 256
 
 
@@ -353,3 +353,44 @@ def test_shipped_quadruped_policy_walks_forward():
     result, _ = evaluate_path(SHIPPED, episodes=3, randomize=True)
     assert result.mean_forward_velocity > 0.15
     assert result.fall_rate <= 1 / 3
+
+
+@pytest.mark.parametrize("vec_env", ["dummy", pytest.param("subproc", marks=pytest.mark.slow)])
+def test_ctrl_c_stops_saves_and_resumes(tmp_path, vec_env):
+    """Ctrl-C (SIGINT to the whole process group, env workers included): the run stops after
+    the current step, saves a checkpoint at that exact step, and resumes from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    sets = PPO_SET + ["timesteps=1000000", f"env.vec_env={vec_env}", "eval.every=0"]
+    proc = subprocess.Popen([sys.executable, "-m", "simreal.cli", "train", "Pendulum-v1", "--algo",
+                             "ppo", "--out", str(run), "--no-progress", "--set", *sets],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((run / "checkpoints" / "latest").is_file() and (run / "metrics.csv").is_file()):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint written in time"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert out.startswith("stopped:") and "simreal train --resume" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] and _state(run)["num_timesteps"] == summary["timesteps"]
+    step = summary["timesteps"]
+    before = rows(run / "metrics.csv")
+    assert int(before[-1]["timesteps"]) <= step
+    resume(run, timesteps=step + 128, progress=False)
+    assert _state(run)["num_timesteps"] >= step + 128
+    after = rows(run / "metrics.csv")
+    assert after[:len(before)] == before and int(after[len(before)]["timesteps"]) > step

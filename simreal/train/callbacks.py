@@ -120,8 +120,8 @@ class EpisodeLog:
         self.recent.append(stats)
         self.pending.append(stats)
 
-    def maybe_summarize(self, step: int) -> None:
-        if not self.pending or step < self.next_tb or self.write_scalars is None:
+    def maybe_summarize(self, step: int, force: bool = False) -> None:
+        if not self.pending or (step < self.next_tb and not force) or self.write_scalars is None:
             return
         eps, self.pending = self.pending, []
         self.next_tb = step + self.tb_every
@@ -265,6 +265,10 @@ class TrainHooks:
 
     def run_eval(self, step: int) -> EvalResult:
         result = self.evaluate()
+        if self.log.write_scalars is not None:
+            figures = {f"eval/{k}": v for k, v in result.to_dict().items()
+                       if isinstance(v, (int, float)) and k != "episodes"}
+            self.log.write_scalars(step, figures)
         if self.evals.add(step, self.clock.elapsed(), result):
             self.save_best(step)
         self.on_eval()
@@ -282,7 +286,7 @@ class TrainHooks:
     def on_end(self, step: int) -> None:
         self.progress.update(step, force=True)
         self.progress.close()
-        self.log.maybe_summarize(sys.maxsize)
+        self.log.maybe_summarize(step, force=True)
         if not self.interrupted and self.evals.last_step != step:
             self.run_eval(step)
         self.save_latest(step)

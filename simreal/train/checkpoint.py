@@ -211,12 +211,12 @@ class CheckpointStore:
         raise CheckpointError(f"{self.root}: no valid checkpoint ({detail})")
 
     def quarantine_newer(self, step: int) -> list[Path]:
-        """Move checkpoints newer than `step` (ones that failed verification) out of the way."""
+        """Rename checkpoints newer than `step` (damaged, or from an abandoned future) to stale-*."""
         moved = []
         for d in self.step_dirs():
             m = _STEP_DIR.match(d.name)
             if int(m.group(1)) > step:
-                dest = self.root / f"corrupt-{d.name}"
+                dest = self.root / f"stale-{d.name}"
                 if dest.exists():
                     shutil.rmtree(dest)
                 os.rename(d, dest)

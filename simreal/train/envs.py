@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 from typing import Any
 
 import gymnasium as gym
@@ -20,9 +21,14 @@ def make_single(robot: str, randomize: bool, env_kwargs: dict[str, Any],
     return EpisodeStatsWrapper(make_env(robot, randomize=randomize, **kwargs))
 
 
-def _make_monitored(robot: str, randomize: bool, env_kwargs: dict[str, Any]) -> gym.Env:
+def _make_monitored(robot: str, randomize: bool, env_kwargs: dict[str, Any],
+                    worker: bool = False) -> gym.Env:
     from stable_baselines3.common.monitor import Monitor
 
+    if worker:
+        # Ctrl-C reaches the whole process group; the main process handles it (stop and save),
+        # so a worker that died of it would break that final step.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return Monitor(make_single(robot, randomize, env_kwargs))
 
 
@@ -34,7 +40,7 @@ def make_vec(cfg: TrainConfig, seed: int, n_envs: int | None = None, *, randomiz
     rand = cfg.env.randomize if randomize is None else randomize
     factory = functools.partial(_make_monitored, cfg.robot, rand, dict(cfg.env.kwargs))
     if cfg.env.vec_env == "subproc" and n > 1:
-        venv = SubprocVecEnv([factory] * n)
+        venv = SubprocVecEnv([functools.partial(factory, worker=True)] * n)
     else:
         venv = DummyVecEnv([factory] * n)
     venv.seed(seed)
