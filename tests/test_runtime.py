@@ -30,6 +30,19 @@ def spec():
     return load_robot("quadruped")
 
 
+_SIMS: dict = {}
+
+
+def shared_sim(spec) -> Simulator:
+    """One compiled model per robot for the whole module (compiling is most of a short test's cost)."""
+    sim = _SIMS.get(spec.name)
+    if sim is None:
+        sim = _SIMS[spec.name] = Simulator(spec)
+    sim.configure_servos(1.0)
+    sim.reset()
+    return sim
+
+
 class SimDriver:
     """A robot behind the Driver interface: MuJoCo in lockstep, faults by read count, a recorded wire."""
 
@@ -37,8 +50,7 @@ class SimDriver:
                  robot_name: str | None = None, joint_names=None, tilt_deg: float = 0.0, watchdog_ms: int = 500):
         self.spec, self.clock, self.rtt_s = spec, clock, rtt_s
         self.faults = faults or {}
-        self.sim = Simulator(spec)
-        self.sim.reset()
+        self.sim = shared_sim(spec)
         self.name = robot_name or spec.name
         self.names = tuple(joint_names or spec.joint_names)
         self.watchdog_ms = watchdog_ms
@@ -84,6 +96,8 @@ class SimDriver:
             quat[0] = math.nan
         if self._fault("beyond_at"):
             q[1] = self.spec.joint_max[1] + 0.5
+        if self._fault("stuck_knee_at"):
+            q[1] = self.spec.joint_min[1] - 0.5
         if self._fault("freeze_ts_at"):
             self.frozen_ts = ts if self.frozen_ts is None else self.frozen_ts
             ts = self.frozen_ts
@@ -226,14 +240,14 @@ def after_torque_on(drv: SimDriver) -> list[str]:
 
 
 def assert_safe_stopped(rt, drv, cause: str):
+    """SAFE latched with `cause`; after the last COMMAND came DAMP, then TORQUE off, confirmed."""
     s = rt.summary()
     assert s["safe_stops"] and s["safe_stops"][0]["cause"] == cause, s["safe_stops"]
-    assert s["stop"]["confirmed"], s["stop"]
-    assert not drv.torque
-    kinds = [w for w, _ in drv.wire]
-    last_cmd = max(i for i, k in enumerate(kinds) if k == "COMMAND")
-    assert kinds.index("DAMP", last_cmd) < len(kinds) - 1 and kinds[-2:] == ["TORQUE", "SIM_GET_GROUND_TRUTH"] \
-        or kinds[-1] == "TORQUE"
+    assert s["stop"]["confirmed"] and not drv.torque, s["stop"]
+    wire = drv.wire
+    last_cmd = max(i for i, (w, _) in enumerate(wire) if w == "COMMAND")
+    tail = [(w, p) for w, p in wire[last_cmd + 1:] if w not in ("GET_STATE", "SIM_GET_GROUND_TRUTH")]
+    assert tail == [("DAMP", None), ("TORQUE", False)], tail
 
 
 # --------------------------------------------------------------------------- nominal
@@ -532,3 +546,53 @@ def test_every_cycle_and_event_is_logged(spec, tmp_path):
     assert [e["kind"] for e in run.events][:2] == ["handshake", "torque_on"]
     assert run.events_of("trip")[0]["cause"] == S.TILT
     assert run.summary["cycles"] == s["cycles"]
+
+
+def test_lost_torque_on_reply_still_gets_a_safe_stop(spec):
+    """The TORQUE request may have landed even though its reply did not: refuse, but stop properly."""
+    rt, drv, pol, clock = make_runtime(spec)
+    real = drv.enable_torque
+
+    def lossy():
+        real()
+        raise LinkTimeout("no valid STATE reply to TORQUE")
+
+    drv.enable_torque = lossy
+    with pytest.raises(StartRefused, match="not confirmed"):
+        rt.run()
+    assert not drv.commands() and not drv.torque
+    kinds = [w for w, _ in drv.wire]
+    assert kinds[-3:] == ["DAMP", "TORQUE", "SIM_GET_GROUND_TRUTH"]
+    assert rt.latch.latched_by.cause == S.START_REFUSED and rt.stop_result["confirmed"]
+
+
+def test_robot_folded_past_its_limits_is_brought_in_by_the_soft_start(spec, tmp_path):
+    log = RunLogWriter(tmp_path / "fold.jsonl", {"robot": spec.name})
+    rt, drv, pol, clock = make_runtime(spec, log=log)
+    folded = spec.default_pose.copy()
+    folded[1] = spec.joint_min[1] - 0.5                        # fl_knee 0.5 rad past its limit
+    drv.sim.reset(pose=folded)
+    s = rt.run()
+    log.close()
+    assert s["safe_stops"] == [] and s["end"] == "duration"
+    knee = np.array(drv.commands())[:, 1]
+    assert knee[0] < spec.joint_min[1] and np.all(np.diff(knee[:10]) >= -1e-12)   # only ever inward
+    assert np.all(knee[N_PRE:] >= spec.joint_min[1])
+    assert "fl_knee" in read_log(tmp_path / "fold.jsonl").events_of("start_outside_limits")[0]["detail"]
+
+
+def test_joint_that_never_comes_inside_is_a_stop_when_the_policy_would_start(spec):
+    rt, drv, pol, clock = make_runtime(spec, faults={"stuck_knee_at": 0})
+    s = rt.run()
+    assert s["safe_stops"][0]["cause"] == S.JOINT_LIMIT and "after the soft start" in s["safe_stops"][0]["detail"]
+    assert pol.calls == 0 and s["safe_stops"][0]["cycle"] == N_PRE
+
+
+def test_joint_far_past_its_limit_at_power_up_is_refused(spec):
+    rt, drv, pol, clock = make_runtime(spec)
+    pose = spec.default_pose.copy()
+    pose[1] = spec.joint_min[1] - 1.5
+    drv.sim.reset(pose=pose)
+    with pytest.raises(StartRefused, match="calibration"):
+        rt.run()
+    assert "TORQUE" not in [w for w, _ in drv.wire]

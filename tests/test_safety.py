@@ -50,22 +50,34 @@ def test_state_problem_names_the_field():
 
 @settings(max_examples=60, deadline=None)
 @given(seq=st.lists(st.lists(st.floats(-1e6, 1e6), min_size=4, max_size=4), min_size=1, max_size=12),
-       start=st.lists(st.floats(-3, 3), min_size=4, max_size=4), step=st.floats(0.001, 1.0))
-def test_filtered_targets_stay_in_limits_and_change_at_most_step(seq, start, step):
+       start=st.lists(st.floats(-4, 4), min_size=4, max_size=4), step=st.floats(0.001, 1.0))
+def test_filtered_targets_change_at_most_step_and_never_move_further_out(seq, start, step):
     layer = S.SafetyLayer(LO, HI, step)
     layer.start_from(start)
-    prev = layer.previous.copy()
-    assert np.all(prev >= LO) and np.all(prev <= HI)
+    prev = np.asarray(start)
+    outside = lambda x: np.maximum(LO - x, 0) + np.maximum(x - HI, 0)   # noqa: E731
     for targets in seq:
         out = layer.filter(targets)
-        assert np.all(out.sent >= LO) and np.all(out.sent <= HI)
         assert np.max(np.abs(out.sent - prev)) <= step + 1e-9
-        # A joint is reported as changed exactly when it was.
+        assert np.all(outside(out.sent) <= outside(prev) + 1e-12)      # inside stays inside; outside only comes in
         want = np.asarray(targets)
-        clamped = np.clip(want, LO, HI)
+        lo, hi = np.minimum(LO, prev), np.maximum(HI, prev)
+        clamped = np.clip(want, lo, hi)
         assert set(out.clamped) == set(np.flatnonzero(clamped != want).tolist())
         assert set(out.rate_limited) == set(np.flatnonzero(out.sent != clamped).tolist())
         prev = out.sent
+    inside = np.all((np.asarray(start) >= LO) & (np.asarray(start) <= HI))
+    if inside:
+        assert np.all(prev >= LO) and np.all(prev <= HI)
+
+
+def test_a_start_outside_the_limits_is_brought_in_then_held_in():
+    layer = S.SafetyLayer(LO, HI, 0.2)
+    layer.start_from([0.5, -3.0, 0.5, -1.0])                 # a limp knee folded past -2.4
+    sent = [layer.filter([0.5, -1.0, 0.5, -1.0]).sent[1] for _ in range(12)]
+    assert sent[:3] == pytest.approx([-2.8, -2.6, -2.4]) and sent[-1] == pytest.approx(-1.0)
+    assert layer.filter([0.5, -5.0, 0.5, -1.0]).sent[1] == pytest.approx(-1.2)
+    assert min(layer.filter([0.5, -5.0, 0.5, -1.0]).sent[1] for _ in range(20)) == pytest.approx(-2.4)
 
 
 def test_targets_inside_limits_and_step_pass_unchanged():
@@ -152,6 +164,16 @@ def test_joint_limit_problem_names_the_joint():
     assert S.joint_limit_problem(q, LO, HI, 0.1) is None
     q[1] = 0.2
     assert "knee_l at +0.200" in S.joint_limit_problem(q, LO, HI, 0.1, ["hip_l", "knee_l", "hip_r", "knee_r"])
+    assert S.joint_limit_problem(q, LO, HI, 0.1, joints=[0, 2, 3]) is None
+
+
+def test_joint_limit_monitor_watches_a_joint_once_it_is_inside():
+    m = S.JointLimitMonitor(LO, HI, 0.1, ["hip_l", "knee_l", "hip_r", "knee_r"])
+    folded = np.array([0.5, -3.0, 0.5, -1.0])
+    assert m.update(folded) is None and m.unarmed() == ["knee_l"]      # powered up outside: not a fault yet
+    assert m.update(np.array([0.5, -2.45, 0.5, -1.0])) is None and m.unarmed() == []
+    assert m.update(np.array([0.5, -2.45, 0.5, -2.6])) is not None    # armed joints may not leave
+    assert "knee_l" in m.update(folded)
 
 
 # --------------------------------------------------------------------------- C8

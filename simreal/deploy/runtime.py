@@ -31,7 +31,7 @@ from simreal.deploy import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.clock import Clock, MonotonicClock
 from simreal.deploy.driver import (LINK_ERRORS, DeviceFault, Driver, DriverError, JointMismatch, LinkConfig,
-                                   LinkLost)
+                                   LinkLost, RemoteError)
 from simreal.deploy.runlog import RunLogWriter
 from simreal.robot.observation import ObservationBuilder, RobotState
 
@@ -202,6 +202,7 @@ class Runtime:
         self.latch = S.SafetyLatch()
         self.layer = S.SafetyLayer(plan.joint_min, plan.joint_max, plan.max_step(self.period))
         self.tilt = S.TiltMonitor(min(sc.max_tilt_deg, plan.max_tilt_deg), sc.tilt_debounce)
+        self.limits = S.JointLimitMonitor(plan.joint_min, plan.joint_max, sc.joint_limit_margin, plan.joint_names)
         self.stale = S.StaleMonitor(sc.stale_cycles)
         self.link = S.FailureMonitor(sc.max_failed_cycles)
         self.overrun = S.OverrunMonitor(sc.overrun_consecutive, sc.overrun_window, sc.overrun_fraction)
@@ -240,9 +241,9 @@ class Runtime:
                 self._loop()
             except StartRefused as exc:
                 self._event("start_refused", reason=str(exc))
-                if self.torque_enabled:       # refused after torque: make it safe anyway
+                if self.torque_enabled:       # refused after torque (maybe) came on: make it safe anyway
                     self._trip(S.START_REFUSED, str(exc))
-                    self._safe_stop()
+                    self._finish()
                 raise
             except KeyboardInterrupt:
                 self._trip(S.SIGNAL, "KeyboardInterrupt")
@@ -305,15 +306,24 @@ class Runtime:
         preflight = self._state_problem(rs, preflight=True)
         if preflight:
             raise StartRefused(f"pre-flight check failed, torque stays off: {preflight[1]}")
+        outside = S.joint_limit_problem(rs.joint_pos, self.plan.joint_min, self.plan.joint_max,
+                                        cfg.safety.joint_limit_margin, self.plan.joint_names)
+        if outside:      # allowed (a limp joint folds past its limit); the soft start must bring it in
+            self._event("start_outside_limits", detail=outside)
         if info.simulated:
             self.truth_start = self._truth_or_none()
         if self.confirm is not None and not self.confirm(info):
             raise StartRefused("the operator did not confirm the start")
         try:
             state = d.enable_torque()
-        except (DriverError, P.ProtocolError) as exc:
+        except RemoteError as exc:        # refused outright (not calibrated, fault latched): torque is off
             raise StartRefused(f"the robot refused torque on: {exc}") from exc
+        except (DriverError, P.ProtocolError) as exc:
+            self.torque_enabled = True    # the request may have landed with its reply lost: stop it properly
+            raise StartRefused(f"torque on was not confirmed: {exc}") from exc
         self.torque_enabled = True
+        if not state.torque_on:
+            raise StartRefused(f"the robot answered torque on without TORQUE_ON (status {P.Status(state.status)!r})")
         self.layer.start_from(state.q)
         self._q_start = np.asarray(state.q, dtype=np.float64)
         self._event("torque_on", q=state.q)
@@ -384,6 +394,10 @@ class Runtime:
                 return
             kp = kd = None
             action = None
+            if phase == "policy" and self.limits.unarmed():
+                self._trip(S.JOINT_LIMIT, f"{', '.join(self.limits.unarmed())} still outside the limits after "
+                                          "the soft start")
+                return
             if phase == "policy":
                 t1 = clock.now()
                 command = self._command(t1)
@@ -479,15 +493,18 @@ class Runtime:
         detail = S.state_problem(rs)
         if detail:
             return S.NON_FINITE_STATE, detail
-        detail = S.joint_limit_problem(rs.joint_pos, p.joint_min, p.joint_max,
-                                       self.config.safety.joint_limit_margin, p.joint_names)
-        if detail:
-            return S.JOINT_LIMIT, detail
         if preflight:
+            detail = S.joint_limit_problem(rs.joint_pos, p.joint_min, p.joint_max,
+                                           self.config.safety.start_limit_margin, p.joint_names)
+            if detail:
+                return S.JOINT_LIMIT, f"{detail}: a calibration error? (a limp joint does not fold that far)"
             deg = S.tilt_deg(rs.quat)
             if not deg <= self.tilt.max_tilt_deg:
                 return S.TILT, f"the robot is tilted {deg:.1f} deg (limit {self.tilt.max_tilt_deg:g})"
             return None
+        detail = self.limits.update(rs.joint_pos)
+        if detail:
+            return S.JOINT_LIMIT, detail
         detail = self.tilt.update(rs.quat)
         if detail:
             return S.TILT, detail

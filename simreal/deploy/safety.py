@@ -3,7 +3,7 @@
 Everything here is pure (numbers in, verdict out) so each row can be tested on its own with
 no robot, link or clock. The runtime composes them; the order it uses is the point:
 
-    state  -> non-finite? (C1) -> joint beyond limit? (C7) -> tilted for D cycles? (C6)
+    state  -> non-finite? (C1) -> joint left its limits? (C7) -> tilted for D cycles? (C6)
            -> timestamp stuck for N cycles? (C4)                       any -> SAFE
     action -> non-finite? (C2, BEFORE any clamp: NaN passes min/max or becomes a bound)
            -> clamp to joint limits -> limit change per cycle (C3)     -> what is sent
@@ -52,6 +52,8 @@ class SafetyConfig:
     overrun_window: int = 50             # ... or more than overrun_fraction of the last window
     overrun_fraction: float = 0.5
     joint_limit_margin: float = 0.1      # rad past the spec's limit a MEASURED joint may go (C7)
+    start_limit_margin: float = 1.0      # at power-up a joint further out than this is a calibration
+                                         # fault (D4), not a folded limp joint: refuse to start
     command_timeout_s: float = 0.5       # streamed velocity commands older than this -> zero (C8)
 
     def __post_init__(self) -> None:
@@ -63,8 +65,10 @@ class SafetyConfig:
             raise ValueError(f"SafetyConfig.max_tilt_deg must be in (0, 180], got {self.max_tilt_deg}")
         if not 0 < self.overrun_fraction <= 1:
             raise ValueError(f"SafetyConfig.overrun_fraction must be in (0, 1], got {self.overrun_fraction}")
-        if self.joint_limit_margin < 0 or self.command_timeout_s <= 0:
-            raise ValueError("SafetyConfig.joint_limit_margin must be >= 0 and command_timeout_s > 0")
+        if self.joint_limit_margin < 0 or self.start_limit_margin < self.joint_limit_margin \
+                or self.command_timeout_s <= 0:
+            raise ValueError("SafetyConfig: need 0 <= joint_limit_margin <= start_limit_margin and "
+                             "command_timeout_s > 0")
 
 
 # --------------------------------------------------------------------------- finiteness (C1, C2)
@@ -123,10 +127,11 @@ class Filtered:
 class SafetyLayer:
     """Joint targets in, targets actually sent out (LeRobot's send_action habit).
 
-    Order: reject non-finite (raises NonFiniteError; nothing is sent) -> clamp to [lo, hi] ->
+    Order: reject non-finite (raises NonFiniteError; nothing is sent) -> clamp into the limits ->
     at most max_step from the last target sent -> clamp again. The final clamp makes the limits
-    hard; the change limit holds whenever the reference itself is inside the limits, which
-    start_from() ensures.
+    hard. One exception, for a robot powered up outside its limits (a limp knee folds past them):
+    start_from(q) takes the measured pose as it is, and a joint outside its limits may then only
+    move toward them (the envelope is [min(lo, last), max(hi, last)]), never further out.
     """
 
     def __init__(self, joint_min: Sequence[float], joint_max: Sequence[float], max_step: float):
@@ -142,16 +147,26 @@ class SafetyLayer:
     def start_from(self, q: Sequence[float]) -> None:
         """Reference for the first change limit: the measured pose when torque came on."""
         check_finite("start_from", q=q)
-        self.previous = np.minimum(np.maximum(np.asarray(q, dtype=np.float64), self.lo), self.hi)
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != self.lo.shape:
+            raise ValueError(f"start pose has shape {q.shape}, the robot has {self.lo.shape}")
+        self.previous = q.copy()
+
+    def envelope(self) -> tuple[np.ndarray, np.ndarray]:
+        """The limits, widened only to include the last target sent (a start outside the limits)."""
+        if self.previous is None:
+            return self.lo, self.hi
+        return np.minimum(self.lo, self.previous), np.maximum(self.hi, self.previous)
 
     def filter(self, targets: Sequence[float]) -> Filtered:
         check_finite("joint targets", targets=targets)   # first: NaN never reaches a clamp
         want = np.asarray(targets, dtype=np.float64)
         if want.shape != self.lo.shape:
             raise ValueError(f"joint targets have shape {want.shape}, the robot has {self.lo.shape}")
-        clamped = clamp_to_limits(want, self.lo, self.hi)
+        lo, hi = self.envelope()
+        clamped = clamp_to_limits(want, lo, hi)
         out = clamped if self.previous is None else limit_step(clamped, self.previous, self.max_step)
-        out = np.minimum(np.maximum(out, self.lo), self.hi)
+        out = np.minimum(np.maximum(out, lo), hi)
         self.previous = out
         return Filtered(out, np.flatnonzero(clamped != want).tolist(),
                         np.flatnonzero(out != clamped).tolist())
@@ -160,15 +175,45 @@ class SafetyLayer:
 # --------------------------------------------------------------------------- state monitors
 
 def joint_limit_problem(q: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float,
-                        names: Sequence[str] | None = None) -> str | None:
-    """C7: a measured joint more than `margin` past its limit (tracking overshoot stays inside it)."""
-    over = np.flatnonzero((q < lo - margin) | (q > hi + margin))
+                        names: Sequence[str] | None = None, joints: Sequence[int] | None = None) -> str | None:
+    """A measured joint more than `margin` past its limit (tracking overshoot stays inside it).
+
+    joints: check only these (default all)."""
+    outside = (q < lo - margin) | (q > hi + margin)
+    if joints is not None:
+        mask = np.zeros_like(outside)
+        mask[list(joints)] = True
+        outside &= mask
+    over = np.flatnonzero(outside)
     if not over.size:
         return None
     j = int(over[0])
     name = names[j] if names is not None else f"joint {j}"
     return (f"{name} at {q[j]:+.3f} rad, limits [{lo[j]:+.3f}, {hi[j]:+.3f}] + {margin:g} margin"
             + (f" ({over.size} joints beyond)" if over.size > 1 else ""))
+
+
+class JointLimitMonitor:
+    """C7: a joint that has been inside its limits (+ margin) and leaves them is a fault.
+
+    A joint powered up outside them (a limp robot folds past its soft limits) is watched from the
+    moment the soft start has brought it inside; `unarmed()` lists those still outside, which
+    the runtime requires to be empty when the policy takes over.
+    """
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, margin: float, names: Sequence[str] | None = None):
+        self.lo, self.hi, self.margin, self.names = lo, hi, margin, names
+        self.armed = np.zeros(len(lo), dtype=bool)
+
+    def update(self, q: np.ndarray) -> str | None:
+        inside = (q >= self.lo - self.margin) & (q <= self.hi + self.margin)
+        problem = joint_limit_problem(q, self.lo, self.hi, self.margin, self.names,
+                                      np.flatnonzero(self.armed).tolist())
+        self.armed |= inside
+        return problem
+
+    def unarmed(self) -> list[str]:
+        return [self.names[j] if self.names is not None else f"joint {j}" for j in np.flatnonzero(~self.armed)]
 
 
 def tilt_deg(quat: Sequence[float]) -> float:
