@@ -1,6 +1,6 @@
 """Train and evaluate (robot, algorithm, budget) triples; write the "training" section of BENCHMARKS.md.
 
-    python scripts/bench_training.py Walker2d-v5:ppo:1e6 Walker2d-v5:sac:3e5 quadruped:ppo:3e6
+    python scripts/bench_training.py Walker2d-v5:ppo:1e6 Walker2d-v5:sac:3e5 quadruped:ppo:1e6
 
 Each SPEC is ROBOT:ALGO:TIMESTEPS[:SEED]. Its run lives in RUNS_DIR/<robot>-<algo>-<steps>-s<seed>:
 a finished run is reused (not retrained), an interrupted one is resumed (`simreal train --resume`),

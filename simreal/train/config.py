@@ -175,6 +175,8 @@ class EnvConfig(_Strict):
 
 
 class NormalizeConfig(_Strict):
+    """VecNormalize for SB3 algorithms. simreal.algos agents normalize inside themselves
+    (hyperparams.norm_obs) and take their network shape from hyperparams (hidden, activation)."""
     obs: bool = True
     reward: bool = False
     clip_obs: PositiveFloat = 10.0
