@@ -52,7 +52,7 @@ def simreal(*args: str) -> subprocess.CompletedProcess:
 
 
 def run_one(spec: tuple[str, str, int, int], runs_dir: Path, sets: list[str], episodes: int,
-            checkpoint: str) -> Path:
+            checkpoint: str, command: str | None = None) -> Path:
     robot, algo, steps, seed = spec
     run = runs_dir / f"{robot.replace('/', '_')}-{algo}-{steps}-s{seed}"
     if not (run / "summary.json").is_file() or \
@@ -65,7 +65,10 @@ def run_one(spec: tuple[str, str, int, int], runs_dir: Path, sets: list[str], ep
                            *(["--set", *sets] if sets else []))
         if proc.returncode != 0:
             raise SystemExit(f"training {robot}:{algo} failed (exit {proc.returncode})")
-    proc = simreal("eval", str(run), "--episodes", str(episodes), "--checkpoint", checkpoint, "--json")
+    from simreal.robot.registry import list_robots
+
+    fixed = ["--command", command] if command and robot in list_robots() else []
+    proc = simreal("eval", str(run), "--episodes", str(episodes), "--checkpoint", checkpoint, "--json", *fixed)
     if proc.returncode != 0:
         raise SystemExit(f"evaluating {run} failed (exit {proc.returncode})")
     (run / EVAL_FILE).write_text(proc.stdout)
@@ -82,9 +85,9 @@ def _hms(s: float) -> str:
 
 
 def table(runs_dir: Path) -> str:
-    lines = ["| robot | algorithm | timesteps | wall time | steps/s | eval return | forward v (m/s) "
+    lines = ["| robot | algorithm | timesteps | wall time | steps/s | eval return | command vx | forward v (m/s) "
              "| tracking error (m/s) | fall rate | episode length | reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     runs = sorted(p.parent for p in runs_dir.glob(f"*/{EVAL_FILE}") if (p.parent / "summary.json").is_file())
     for run in runs:
         s = json.loads((run / "summary.json").read_text())
@@ -93,6 +96,7 @@ def table(runs_dir: Path) -> str:
         lines.append(
             f"| {s['robot']} | {s['algo'].upper()} | {s['timesteps']:,} | {_hms(s['wall_time_s'])} "
             f"| {rate:,.0f} | {_fmt(e['mean_return'], ',.0f')} ± {_fmt(e['std_return'], ',.0f')} "
+            f"| {e['command'][0] if e.get('command') else '-'} "
             f"| {_fmt(e['mean_forward_velocity'])} | {_fmt(e['mean_tracking_error'])} "
             f"| {_fmt(e['fall_rate'], '.0%')} | {_fmt(e['mean_length'], '.0f')} "
             f"| {ZOO.get((s['robot'], s['algo']), '')} |")
@@ -108,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="config overrides for newly started runs")
     ap.add_argument("--bench-file", type=Path, default=BENCH)
+    ap.add_argument("--command", default="vx=0.4", metavar="vx=V,yaw=W",
+                    help="fixed velocity command when evaluating simreal robots (default vx=0.4)")
     args = ap.parse_args(argv)
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     for spec in args.specs:
-        run_one(spec, args.runs_dir, args.set, args.episodes, args.checkpoint)
+        run_one(spec, args.runs_dir, args.set, args.episodes, args.checkpoint, args.command)
     body = table(args.runs_dir)
     command = "python scripts/bench_training.py " + " ".join(sys.argv[1:] if argv is None else argv)
     md = "\n".join([
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         body, "",
         f"Evaluation: `simreal eval --episodes {args.episodes} --checkpoint {args.checkpoint}`, "
         "deterministic actions, randomization as in training; return is mean ± std over episodes. "
+        "Simreal robots are evaluated at a fixed command (`--command`); Gymnasium ids have none. "
         "Steps/s counts the whole run (periodic evaluation and checkpoints included). "
         "Reference: the rl-baselines3-zoo benchmark for the same algorithm and task at 1M steps.",
     ])

@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed of the first episode (default: the run's eval seed)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow pickle-based files (stable-baselines3 .zip/.pkl); they can run code")
+    p.add_argument("--command", metavar="vx=V,yaw=W",
+                   help="fixed velocity command for robot envs (default: sampled per episode)")
     p.set_defaults(func=run_eval)
 
 
@@ -142,16 +144,21 @@ def run_eval(args: argparse.Namespace) -> int:
     from simreal.train.evaluate import evaluate_path, to_json
     from simreal.train.sb3 import UntrustedContentError
 
+    from simreal.robot.command import parse_command
+
     if args.episodes < 1:
         return _error("--episodes must be at least 1")
     try:
+        command = parse_command(args.command) if args.command else None
         result, source = evaluate_path(
             Path(args.run_dir), episodes=args.episodes,
             randomize=False if args.no_randomize else None,
             video=Path(args.video) if args.video else None, checkpoint=args.checkpoint,
-            seed=args.seed, trust=args.trust_checkpoint)
-    except (CheckpointError, UntrustedContentError, FileNotFoundError) as e:
+            seed=args.seed, trust=args.trust_checkpoint, command=command)
+    except (CheckpointError, UntrustedContentError, FileNotFoundError, ValueError) as e:
         return _error(str(e))
+    if command is not None:
+        source["command"] = list(command)
     if args.json:
         print(to_json(result, source))
     else:

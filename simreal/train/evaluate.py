@@ -96,8 +96,11 @@ def predictor(model, deterministic: bool = True) -> Act:
 
 def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = None,
                  video: Path | None = None, checkpoint: str = "auto", seed: int | None = None,
-                 trust: bool = False) -> tuple[EvalResult, dict]:
-    """Evaluate a run directory's policy; returns the result and where the policy came from."""
+                 trust: bool = False, command: tuple[float, float] | None = None) -> tuple[EvalResult, dict]:
+    """Evaluate a run directory's policy; returns the result and where the policy came from.
+
+    `command` fixes the velocity command of a robot env (otherwise sampled per episode).
+    """
     from simreal.train.envs import make_single
     from simreal.train.snapshot import load_run
 
@@ -107,7 +110,8 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
     cfg = loaded.config
     rand = (cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize) \
         if randomize is None else randomize
-    env = make_single(cfg.robot, rand, dict(cfg.env.kwargs),
+    env_kwargs = dict(cfg.env.kwargs) | ({"command": command} if command is not None else {})
+    env = make_single(cfg.robot, rand, env_kwargs,
                       render_mode="rgb_array" if video is not None else None)
     try:
         result = run_episodes(predictor(loaded.model, cfg.eval.deterministic), env,
@@ -122,16 +126,17 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
 
 def evaluate_path(path: Path, *, episodes: int = 10, randomize: bool | None = None,
                   video: Path | None = None, checkpoint: str = "auto", seed: int | None = None,
-                  trust: bool = False) -> tuple[EvalResult, dict]:
+                  trust: bool = False, command: tuple[float, float] | None = None) -> tuple[EvalResult, dict]:
     """A run directory (config.yaml), or an exported policy bundle (policy.json), evaluated alike."""
     path = Path(path)
     if not (path / "config.yaml").is_file() and (path / "policy.json").is_file():
         from simreal.export.bundle import evaluate_bundle
 
         return evaluate_bundle(path, episodes=episodes, seed=seed, video=video,
-                               randomize=True if randomize is None else randomize)
+                               randomize=True if randomize is None else randomize,
+                               env_kwargs={"command": command} if command is not None else None)
     return evaluate_run(path, episodes=episodes, randomize=randomize, video=video,
-                        checkpoint=checkpoint, seed=seed, trust=trust)
+                        checkpoint=checkpoint, seed=seed, trust=trust, command=command)
 
 
 def to_json(result: EvalResult, source: dict) -> str:
