@@ -10,6 +10,7 @@ the policy, V_phi(s) the critic, d_t = 1 when the episode ends after step t.
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import asdict, dataclass, field, fields
@@ -423,8 +424,12 @@ class Agent:
         return a if obs.ndim > 1 else a[0]
 
     def actor_module(self) -> nn.Module:
-        """Deterministic raw-observation -> action module (normalizer inside), for ONNX export."""
-        return DeterministicActor(self)
+        """Deterministic raw-observation -> action module (normalizer inside), for ONNX export.
+
+        A frozen copy: training the agent further does not change it.
+        """
+        actor = copy.deepcopy(DeterministicActor(self))
+        return actor.requires_grad_(False)
 
     def set_lr_fraction(self, frac: float) -> None:
         """Scale every parameter group's learning rate to frac x its configured value."""
