@@ -69,7 +69,8 @@ def loop_case(bundle: str, seconds: float, rate: float | None, pipelined: bool, 
     print(format_summary(summary), file=sys.stderr)
 
     run = read_log(log)
-    periods = np.array([c["timing"]["period"] for c in run.cycles if c["phase"] == "policy" and "period" in c["timing"]])
+    periods = np.array([c["timing"]["period"] for c in run.cycles
+                        if c["phase"] == "policy" and "period" in c["timing"]])
     return {"summary": summary, "report": report, "policy_periods_ms": periods * 1e3}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from simreal.deploy.runlog import RunLogWriter, read_log
-from simreal.deploy.runtime import DeployPlan, StartRefused, contract_problems, parse_command, plan_from_contract
+from simreal.deploy.runtime import StartRefused, contract_problems, parse_command, plan_from_contract
 from simreal.deploy import protocol as P
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,7 +37,8 @@ def train_and_export(timesteps: str, out_root: Path, say) -> Path:
 
     run_dir, bundle = out_root / "run", out_root / "bundle"
     say(f"training a fresh quadruped policy for {timesteps} steps -> {run_dir}")
-    rc = simreal_main(["train", "quadruped", "--timesteps", str(timesteps), "--out", str(run_dir), "--no-progress"])
+    rc = simreal_main(["train", "quadruped", "--algo", "ppo", "--timesteps", str(timesteps), "--out", str(run_dir),
+                       "--no-progress"])
     if rc:
         raise RuntimeError(f"simreal train failed (exit {rc})")
     say(f"exporting -> {bundle}")

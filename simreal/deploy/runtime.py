@@ -655,11 +655,15 @@ class Runtime:
 
 def format_summary(s: dict) -> str:
     """The human summary printed at the end of a run."""
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f} ms"
+
     pm = s["period_ms"]
     lines = [f"robot {s['robot']}: {s['cycles']} cycles, ended by {s['end'] or '?'}",
-             f"period (nominal {s['period_nominal_ms']} ms): p50 {pm['p50']} ms, p99 {pm['p99']} ms, max {pm['max']} ms",
-             f"round trip: read p50 {s['read_ms']['p50']} ms, send p50 {s['send_ms']['p50']} ms; "
-             f"inference p50 {s['infer_ms']['p50']} ms",
+             f"period (nominal {s['period_nominal_ms']:g} ms): p50 {ms(pm['p50'])}, p99 {ms(pm['p99'])}, "
+             f"max {ms(pm['max'])}",
+             f"round trip: read p50 {ms(s['read_ms']['p50'])}, command p50 {ms(s['send_ms']['p50'])}; "
+             f"inference p50 {ms(s['infer_ms']['p50'])}",
              f"overruns {s['overruns']} (missed deadlines {s['missed_deadlines']}), failed cycles "
              f"{s['failed_cycles']}, retries {s['retries']}",
              "errors: " + (", ".join(f"{k} {v}" for k, v in sorted(s["errors"].items())) or "none")]
