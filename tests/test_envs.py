@@ -169,3 +169,18 @@ def test_perturb_quat_is_a_small_rotation():
     assert np.linalg.norm(out) == pytest.approx(1.0)
     angle = 2 * np.arccos(min(1.0, abs(float(out @ q))))
     assert angle == pytest.approx(np.linalg.norm([0.02, -0.01, 0.03]), rel=1e-6)
+
+
+def test_curriculum_widens_randomization_with_steps():
+    env = LocomotionEnv("quadruped", randomization_scale=0.0, curriculum_steps=100, episode_seconds=1.0)
+    env.reset(seed=0)
+    assert env.randomization_scale == 0.0
+    scales = []
+    for _ in range(3):
+        for _ in range(50):
+            _, _, term, trunc, _ = env.step(np.zeros(8))
+            if term or trunc:
+                break
+        env.reset()
+        scales.append(env.randomization_scale)
+    assert scales[0] == pytest.approx(0.5) and scales[-1] == 1.0

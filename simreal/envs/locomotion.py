@@ -56,8 +56,11 @@ class LocomotionEnv(gym.Env):
 
     ## Arguments
     `robot` (folder name or RobotSpec), `randomize` (domain randomization on/off),
-    `command` (fixed (vx, yaw) instead of sampling), `randomization_scale` (curriculum, 0..1),
-    `episode_seconds` (override), `render_mode` ("rgb_array" or "human").
+    `command` (fixed (vx, yaw) instead of sampling), `randomization_scale` (0..1: every range
+    shrunk toward nominal), `curriculum_steps` (if set, the scale ramps linearly from
+    `randomization_scale` to 1 over that many of this env's steps, applied at each reset; set
+    both through the training config's `env.kwargs`), `episode_seconds` (override),
+    `render_mode` ("rgb_array" or "human").
 
     ## Info
     Every step: `reward_terms`, `forward_velocity` (m/s, body x), `command`, `fell`,
@@ -68,6 +71,7 @@ class LocomotionEnv(gym.Env):
 
     def __init__(self, robot: str | RobotSpec = "quadruped", randomize: bool = True,
                  command: tuple[float, float] | None = None, randomization_scale: float = 1.0,
+                 curriculum_steps: int | None = None,
                  episode_seconds: float | None = None, render_mode: str | None = None,
                  width: int = 640, height: int = 480):
         self.spec_robot: RobotSpec = robot if isinstance(robot, RobotSpec) else load_robot(robot)
@@ -76,6 +80,8 @@ class LocomotionEnv(gym.Env):
         self.sim = Simulator(spec)
         self.randomize = randomize
         self.randomization_scale = randomization_scale
+        self._curriculum = (randomization_scale, curriculum_steps) if curriculum_steps else None
+        self.total_steps = 0
         self.fixed_command = None if command is None else np.asarray(command, dtype=np.float64)
         self.dt = spec.control.period
         seconds = spec.task.episode_seconds if episode_seconds is None else episode_seconds
@@ -101,6 +107,9 @@ class LocomotionEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         spec, rng, n = self.spec_robot, self.np_random, self.spec_robot.n_joints
+        if self._curriculum is not None:
+            start, span = self._curriculum
+            self.set_randomization_scale(start + (1.0 - start) * min(1.0, self.total_steps / span))
         if self.randomize:
             self.params = randomization.sample(spec.randomization, rng, n, self.sim.model.nbody - 1,
                                                self.randomization_scale)
@@ -129,6 +138,7 @@ class LocomotionEnv(gym.Env):
         applied = self._action_queue[0]  # the action from `latency` steps ago
         sim.step(action_to_targets(applied, spec.default_pose, spec.control.action_scale))
         self.steps += 1
+        self.total_steps += 1
         if self.randomize and sim.time >= self._next_push and self.params.push_velocity > 0:
             ang = self.np_random.uniform(0, 2 * np.pi)
             sim.push(self.params.push_velocity * self.np_random.uniform(0.5, 1.0) * np.array([np.cos(ang), np.sin(ang)]))
