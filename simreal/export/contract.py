@@ -14,7 +14,6 @@ This module needs only pydantic and numpy, so it runs on a robot's small onboard
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -23,6 +22,9 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simreal.files import sha256_file
+from simreal.validation import describe_validation_error
 
 FORMAT = "simreal-policy/1"
 CONTRACT_FILE = "policy.json"
@@ -208,25 +210,13 @@ class Contract(_Strict):
 
 
 # ---- reading ------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_ref(path: Path) -> FileRef:
     path = Path(path)
     return FileRef(path=path.name, bytes=path.stat().st_size, sha256=sha256_file(path))
 
 
 def validation_message(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: does not match the {FORMAT} schema"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  field {loc}: {e['msg']}")
-    return "\n".join(lines)
+    return describe_validation_error(source, err, f"does not match the {FORMAT} schema")
 
 
 def read_contract(bundle_dir: Path) -> Contract:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simreal.robot.registry import robot_dir
+from simreal.validation import describe_validation_error
 
 
 class RobotSpecError(ValueError):
@@ -200,14 +201,6 @@ class RobotSpec(_Strict):
         return h.hexdigest()
 
 
-def _format_errors(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid robot description"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  field {loc}: {e['msg']}")
-    return "\n".join(lines)
-
-
 def parse_robot_yaml(path: Path) -> RobotSpec:
     """Schema checks only (no MJCF): unknown keys, types, ranges, min > max."""
     try:
@@ -219,7 +212,7 @@ def parse_robot_yaml(path: Path) -> RobotSpec:
     try:
         return RobotSpec.model_validate({**raw, "root": path.parent})
     except ValidationError as e:
-        raise RobotSpecError(_format_errors(path, e)) from None
+        raise RobotSpecError(describe_validation_error(str(path), e, "invalid robot description")) from None
 
 
 def check_against_mjcf(spec: RobotSpec) -> None:

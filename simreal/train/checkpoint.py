@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from simreal.files import sha256_file
+
 FORMAT = "simreal-checkpoint/1"
 MANIFEST = "manifest.json"
 POINTER = "latest"
@@ -41,14 +43,6 @@ class Checkpoint:
     path: Path
     step: int
     files: dict[str, dict]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fsync_file(path: Path) -> None:
