@@ -197,3 +197,26 @@ def test_sigkill_of_the_host_leaves_the_robot_to_its_watchdog(bundle, tmp_path):
     assert report["watchdog_trips"] == 1 and waited < 2.0
     run_log = read_log(tmp_path / "k.jsonl")
     assert run_log.cycles and run_log.summary is None and not run_log.events_of("trip")
+
+
+def test_robot_estop_latches_until_an_explicit_reset(bundle, tmp_path):
+    """C10 end to end: the e-stop stops the run; the next run is refused until --clear-errors."""
+    from simreal.deploy.runtime import StartRefused
+
+    # Lockstep: a COMMAND advances 20 ms of simulated time in 5 ms physics steps; the button is pressed
+    # at 1.001 s and released at 1.003 s, both inside one COMMAND, and the e-stop stays latched.
+    with mock_robot.spawn("quadruped", gap="nominal", faults="estop_at=1.001:0.002", seed=0, lockstep=True) as mock:
+        def go(name, **kw):
+            return deploy(bundle, mock.port, duration_s=1.0, log_path=str(tmp_path / name), link=LINK,
+                          config=config(**kw))[0]
+
+        first = go("1.jsonl")
+        assert first["safe_stops"][0]["cause"] == S.DEVICE_FAULT and "e-stop" in first["safe_stops"][0]["detail"]
+        with pytest.raises(StartRefused, match="clear-errors"):
+            go("2.jsonl")                                   # released, but still latched: nothing moves
+        third = go("3.jsonl", clear_errors=True)            # the explicit reset
+        report = mock.report()
+    assert third["safe_stops"] == [] and third["end"] == "duration" and third["stop"]["confirmed"]
+    assert report["requests"]["TORQUE"] == 2 + 2          # on + off in runs 1 and 3; none in run 2
+    # + 1: the COMMAND whose reply carried ESTOP (ignored by the robot; the runtime counts it as failed)
+    assert report["requests"]["COMMAND"] == first["commands_sent"] + 1 + third["commands_sent"]

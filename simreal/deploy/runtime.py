@@ -295,7 +295,10 @@ class Runtime:
                     watchdog_ms=info.watchdog_ms, simulated=info.simulated, capabilities=info.capabilities)
         try:
             if cfg.clear_errors:
-                d.clear_errors()
+                try:
+                    d.clear_errors()
+                except RemoteError as exc:
+                    raise StartRefused(f"the robot did not clear its errors: {exc}") from exc
                 self._event("reset", reason="CLEAR_ERRORS requested (--clear-errors)")
             state = d.read_state()
         except DeviceFault as exc:
