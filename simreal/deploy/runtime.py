@@ -689,22 +689,9 @@ def format_summary(s: dict) -> str:
 
 def parse_command(text: str | None, plan: DeployPlan) -> tuple[float, float]:
     """'vx=0.4,yaw=0.1' (either key optional) -> (vx, yaw); missing keys take the plan's default."""
-    vx, yaw = plan.default_command
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in ("vx", "yaw"):
-            raise ValueError(f"--command item {item!r}: expected vx=NUMBER or yaw=NUMBER")
-        try:
-            v = float(value)
-        except ValueError:
-            raise ValueError(f"--command {key}: {value!r} is not a number") from None
-        if not math.isfinite(v):
-            raise ValueError(f"--command {key}: {value!r} is not finite")
-        vx, yaw = (v, yaw) if key == "vx" else (vx, v)
-    return vx, yaw
+    from simreal.robot.command import parse_command as parse
+
+    return parse(text, plan.default_command)
 
 
 def stream_commands(watch: S.CommandWatch, clock: Clock, lines) -> threading.Thread:
