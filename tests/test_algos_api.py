@@ -162,3 +162,28 @@ def test_learning_moves_the_return_up():
           callback=lambda r: returns.append(r["episode_return"]) if r["event"] == "episode" else None)
     first, last = np.mean(returns[:10]), np.mean(returns[-10:])
     assert last > first + 40, (first, last, len(returns))
+
+
+def test_rollout_stores_the_observation_each_action_was_chosen_from():
+    """Regression: without a normalizer the stored observation aliased the envs' reused buffer."""
+    from simreal.algos.common import EnvBatch, collect_rollout
+
+    seen: list[np.ndarray] = []
+
+    class Record(gym.Wrapper):
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            seen.append(obs.copy())
+            return obs, info
+
+        def step(self, action):
+            out = self.env.step(action)
+            seen.append(out[0].copy())
+            return out
+
+    env = Record(gym.make("CartPole-v1"))
+    agent = make("a2c", env.observation_space, env.action_space, {"norm_obs": False})
+    envs = EnvBatch([env])
+    envs.reset(seed=0)
+    ro = collect_rollout(agent, envs, 5)
+    assert np.array_equal(ro.obs[:, 0].numpy(), np.array(seen[:5], dtype=np.float32))

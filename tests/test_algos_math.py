@@ -219,6 +219,9 @@ def test_estimator_weights_by_hand():
     assert torch.allclose(psi("baseline", ep, gamma, v), torch.tensor([0.75, -0.5, -2.0]))
     # TD error: r + gamma V(s') - V(s), with V = 0 after the terminal step: [1+1-1, 1+1.5-2, 1-3]
     assert torch.allclose(psi("actor_critic_td", ep, gamma, v), torch.tensor([1.0, 0.5, -2.0]))
+    # n-step (n=2): [1 + 0.5 + 0.25*V(s_2) - 1, 1 + 0.5*1 + 0 - 2, 1 - 3]; n=1 is the TD error
+    assert torch.allclose(psi("actor_critic_nstep", ep, gamma, v, n_steps=2), torch.tensor([1.25, -0.5, -2.0]))
+    assert torch.allclose(psi("actor_critic_nstep", ep, gamma, v, n_steps=1), psi("actor_critic_td", ep, gamma, v))
     # GAE with lambda = 1 is the baseline estimator again
     assert torch.allclose(psi("actor_critic_gae", ep, gamma, v, lam=1.0), psi("baseline", ep, gamma, v))
     # a truncated episode bootstraps from V(final obs) = 9: TD at the last step = 1 + 4.5 - 3

@@ -74,7 +74,7 @@ def test_bad_study_config_names_the_file_and_key(tmp_path):
 @pytest.fixture
 def small_config(tmp_path):
     cfg = load_study_config()
-    cfg["gradient_variance"].update(warmup_episodes=2, fit_episodes=4, fit_steps=5, n_batches=4,
+    cfg["gradient_variance"].update(target_return=0, fit_episodes=4, fit_steps=5, n_batches=4,
                                     batch_episodes=2)
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -94,7 +94,8 @@ def test_study_cartpole_end_to_end(tmp_path, small_config, capsys):
     for run in res["runs"]:
         assert run["steps"] >= 600 and len(run["episode_returns"]) == len(run["episode_end_steps"])
     gv = res["gradient_variance"]["estimators"]
-    assert set(gv) == {"total_return", "reward_to_go", "baseline", "actor_critic_td", "actor_critic_gae"}
+    assert set(gv) == {"total_return", "reward_to_go", "baseline", "actor_critic_td", "actor_critic_nstep",
+                       "actor_critic_gae"}
     assert all(v["trace_cov"] > 0 and len(v["trace_cov_ci90"]) == 2 for v in gv.values())
     assert (out / "learning_curves.png").stat().st_size > 10_000
     assert (out / "gradient_variance.png").stat().st_size > 10_000

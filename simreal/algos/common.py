@@ -408,7 +408,7 @@ class Agent:
         return isinstance(self.action_space, gym.spaces.Discrete)
 
     def normalize_obs(self, obs: np.ndarray, update: bool) -> torch.Tensor:
-        obs = np.asarray(obs, dtype=np.float32)
+        obs = np.array(obs, dtype=np.float32)   # a copy: callers may pass a buffer reused later
         if update and isinstance(self.obs_norm, RunningMeanStd):
             self.obs_norm.update(obs)
         with torch.no_grad():

@@ -19,11 +19,12 @@ from torch import nn
 
 from simreal.algos.common import Episode, gae, reward_to_go
 
-ESTIMATORS = ("total_return", "reward_to_go", "baseline", "actor_critic_td", "actor_critic_gae")
+ESTIMATORS = ("total_return", "reward_to_go", "baseline", "actor_critic_td", "actor_critic_nstep",
+              "actor_critic_gae")
 
 
 def psi(kind: str, episode: Episode, gamma: float, value: nn.Module | None = None,
-        lam: float = 0.95) -> torch.Tensor:
+        lam: float = 0.95, n_steps: int = 5) -> torch.Tensor:
     """The weight psi_t of grad log pi(a_t|s_t) for one episode, per estimator."""
     T = episode.rewards.shape[0]
     if kind == "total_return":       # psi_t = G_0: every action credited with the whole return
@@ -37,6 +38,15 @@ def psi(kind: str, episode: Episode, gamma: float, value: nn.Module | None = Non
         v_end = float(value(episode.final_obs)) if episode.truncated else 0.0
     if kind == "baseline":           # psi_t = G_t - V(s_t)
         return reward_to_go(episode.rewards, gamma) - v
+    if kind == "actor_critic_nstep":
+        # psi_t = sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n}) - V(s_t), cut at the episode end
+        v_next = torch.cat([v, torch.tensor([v_end], dtype=v.dtype)])    # V(s_0..s_T), V(s_T) = v_end
+        out = torch.empty(T, dtype=v.dtype)
+        for t in range(T):
+            end = min(t + n_steps, T)
+            disc = gamma ** torch.arange(end - t, dtype=v.dtype)
+            out[t] = (disc * episode.rewards[t:end]).sum() + gamma ** (end - t) * v_next[end] - v[t]
+        return out
     if kind in ("actor_critic_td", "actor_critic_gae"):
         # psi_t = GAE(lambda) advantage; lambda = 0 is the TD error r_t + gamma V(s_{t+1}) - V(s_t)
         lam_ = 0.0 if kind == "actor_critic_td" else lam
@@ -71,7 +81,7 @@ def summarize(grads: torch.Tensor) -> dict:
 
 
 def measure(policy: nn.Module, value: nn.Module | None, play: Callable[[int], list[Episode]],
-            n_batches: int, batch_episodes: int, gamma: float, lam: float = 0.95,
+            n_batches: int, batch_episodes: int, gamma: float, lam: float = 0.95, n_steps: int = 5,
             estimators: tuple[str, ...] = ESTIMATORS, keep_samples: bool = False) -> dict[str, dict]:
     """Gradient statistics per estimator over n_batches batches from `play(batch_episodes)`.
 
@@ -83,7 +93,7 @@ def measure(policy: nn.Module, value: nn.Module | None, play: Callable[[int], li
         episodes = play(batch_episodes)
         lengths += [e.rewards.shape[0] for e in episodes]
         for kind in estimators:
-            psis = [psi(kind, e, gamma, value, lam) for e in episodes]
+            psis = [psi(kind, e, gamma, value, lam, n_steps) for e in episodes]
             per_kind[kind].append(policy_gradient(policy, episodes, psis))
     out = {kind: summarize(torch.stack(gs)) for kind, gs in per_kind.items()}
     means = {kind: torch.stack(gs).double().mean(0) for kind, gs in per_kind.items()}
