@@ -73,18 +73,21 @@ class SafetyConfig:
 
 # --------------------------------------------------------------------------- finiteness (C1, C2)
 
+def _finite(v: object) -> bool:
+    # Fast paths for what the loop passes every cycle (float arrays, floats, tuples of floats).
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        return bool(np.isfinite(v).all())
+    if isinstance(v, float):
+        return math.isfinite(v)
+    try:
+        return bool(np.isfinite(np.asarray(v, dtype=np.float64)).all())
+    except (TypeError, ValueError):     # not numbers at all
+        return False
+
+
 def non_finite_fields(**values: object) -> list[str]:
     """Names of the given arrays/scalars holding any NaN or infinity (or nothing numeric at all)."""
-    bad = []
-    for name, v in values.items():
-        try:
-            arr = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError):
-            bad.append(name)
-            continue
-        if not np.all(np.isfinite(arr)):
-            bad.append(name)
-    return bad
+    return [name for name, v in values.items() if not _finite(v)]
 
 
 def check_finite(what: str, **values: object) -> None:
@@ -164,8 +167,10 @@ class SafetyLayer:
         if want.shape != self.lo.shape:
             raise ValueError(f"joint targets have shape {want.shape}, the robot has {self.lo.shape}")
         lo, hi = self.envelope()
-        clamped = clamp_to_limits(want, lo, hi)
-        out = clamped if self.previous is None else limit_step(clamped, self.previous, self.max_step)
+        # (clamp_to_limits and limit_step, inlined: the values and the reference are known finite here)
+        clamped = np.minimum(np.maximum(want, lo), hi)
+        out = clamped if self.previous is None else \
+            self.previous + np.clip(clamped - self.previous, -self.max_step, self.max_step)
         out = np.minimum(np.maximum(out, lo), hi)
         self.previous = out
         return Filtered(out, np.flatnonzero(clamped != want).tolist(),
@@ -207,6 +212,9 @@ class JointLimitMonitor:
 
     def update(self, q: np.ndarray) -> str | None:
         inside = (q >= self.lo - self.margin) & (q <= self.hi + self.margin)
+        if inside.all():                  # the every-cycle case
+            self.armed[:] = True
+            return None
         problem = joint_limit_problem(q, self.lo, self.hi, self.margin, self.names,
                                       np.flatnonzero(self.armed).tolist())
         self.armed |= inside
