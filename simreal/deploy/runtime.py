@@ -397,38 +397,17 @@ class Runtime:
                 return
             kp = kd = None
             action = None
-            if phase == "policy" and self.limits.unarmed():
-                self._trip(S.JOINT_LIMIT, f"{', '.join(self.limits.unarmed())} still outside the limits after "
-                                          "the soft start")
-                return
             if phase == "policy":
-                t1 = clock.now()
-                command = self._command(t1)
-                rec["command"] = command
-                obs = self.builder(rs, self.last_action, command)
-                rec["obs"] = obs
-                bad = S.non_finite_fields(obs=obs)
-                if bad:     # finite state, non-finite observation: a scale or the layout is broken
-                    self._trip(S.NON_FINITE_STATE, "observation is not finite")
+                out = self._policy_targets(rs, rec, timing)
+                if out is None:
                     return
-                st.policy_calls += 1
-                action, targets = self.policy.infer(obs)
-                timing["infer"] = clock.now() - t1
-                st.infer_s.append(timing["infer"])
-                rec["action"], rec["targets"] = action, targets
-                bad = S.non_finite_fields(action=action, targets=targets)
-                if bad:     # C2: before any clamp; nothing derived from it is sent
-                    self._trip(S.NON_FINITE_ACTION, f"policy output not finite: {', '.join(bad)}")
-                    return
+                action, targets = out
             else:
-                # Soft start: smoothstep from the pose at torque-on to the default pose, gains rising.
-                s = alpha * alpha * (3 - 2 * alpha)
-                targets = self._q_start + s * (self.plan.default_pose - self._q_start)
+                targets, gain = self._soft_start_targets(phase, alpha)
                 rec["targets"] = targets
-                if self.info is not None and self.info.capabilities & P.Capability.GAINS and phase == "soft_start":
-                    g = self.config.soft_start_kp + (1 - self.config.soft_start_kp) * alpha
-                    kp = kd = [g] * self.plan.n
-                    rec["kp_scale"] = g
+                if gain is not None:
+                    kp = kd = [gain] * self.plan.n
+                    rec["kp_scale"] = gain
             filt = self.layer.filter(targets)
             rec["sent"] = filt.sent
             if filt.clamped:
@@ -467,6 +446,41 @@ class Runtime:
                 self.log.cycle(rec)
             if self.on_cycle is not None:
                 self.on_cycle(i, rec)
+
+    def _policy_targets(self, rs: RobotState, rec: dict, timing: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        """Observation -> policy -> (action, joint targets); None after latching SAFE (nothing to send)."""
+        if self.limits.unarmed():
+            self._trip(S.JOINT_LIMIT, f"{', '.join(self.limits.unarmed())} still outside the limits after the "
+                                      "soft start")
+            return None
+        t1 = self.clock.now()
+        command = self._command(t1)
+        rec["command"] = command
+        obs = self.builder(rs, self.last_action, command)
+        rec["obs"] = obs
+        if S.non_finite_fields(obs=obs):   # finite state, non-finite observation: a scale or layout is broken
+            self._trip(S.NON_FINITE_STATE, "observation is not finite")
+            return None
+        self.stats.policy_calls += 1
+        action, targets = self.policy.infer(obs)
+        timing["infer"] = self.clock.now() - t1
+        self.stats.infer_s.append(timing["infer"])
+        rec["action"], rec["targets"] = action, targets
+        bad = S.non_finite_fields(action=action, targets=targets)
+        if bad:     # C2: before any clamp; nothing derived from it is sent
+            self._trip(S.NON_FINITE_ACTION, f"policy output not finite: {', '.join(bad)}")
+            return None
+        return action, targets
+
+    def _soft_start_targets(self, phase: str, alpha: float) -> tuple[np.ndarray, float | None]:
+        """Smoothstep from the pose at torque-on to the default pose; gains rising while it moves
+        (when the robot honours COMMAND gain scales). Settle holds the default pose at full gains."""
+        s = alpha * alpha * (3 - 2 * alpha)
+        targets = self._q_start + s * (self.plan.default_pose - self._q_start)
+        gain = None
+        if phase == "soft_start" and self.info is not None and self.info.capabilities & P.Capability.GAINS:
+            gain = self.config.soft_start_kp + (1 - self.config.soft_start_kp) * alpha
+        return targets, gain
 
     def _transact(self, fn: Callable[[], P.State], what: str, errors: list[str]) -> P.State | None:
         """One driver call; link trouble becomes a failed cycle (K in a row -> SAFE) or an immediate trip."""
