@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="config overrides for newly started runs")
     ap.add_argument("--bench-file", type=Path, default=BENCH)
+    ap.add_argument("--note", default="", help="a sentence appended to the section (e.g. machine load)")
     ap.add_argument("--command", default="vx=0.4", metavar="vx=V,yaw=W",
                     help="fixed velocity command when evaluating simreal robots (default vx=0.4)")
     args = ap.parse_args(argv)
@@ -120,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.specs:
         run_one(spec, args.runs_dir, args.set, args.episodes, args.checkpoint, args.command)
     body = table(args.runs_dir)
-    command = "python scripts/bench_training.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    shown = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in shown:  # the note is printed below the table, not in the command line
+        i = shown.index("--note")
+        del shown[i:i + 2]
+    command = "python scripts/bench_training.py " + " ".join(shown)
     md = "\n".join([
         "## Training", "", machine_line(command.strip()), "",
         body, "",
@@ -129,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "Simreal robots are evaluated at a fixed command (`--command`); Gymnasium ids have none. "
         "Steps/s counts the whole run (periodic evaluation and checkpoints included). "
         "Reference: the rl-baselines3-zoo benchmark for the same algorithm and task at 1M steps.",
+        *(["", args.note] if args.note else []),
     ])
     update_section(SECTION, md, args.bench_file)
     print(body)

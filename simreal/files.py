@@ -11,3 +11,18 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def replace_dir(stage: Path, final: Path) -> None:
+    """Put a fully written directory in place by rename; an existing one is swapped out first,
+    so at every instant `final` is either the old complete directory or the new one."""
+    import os
+    import shutil
+
+    if final.exists():
+        trash = final.parent / f".trash-{final.name}-{os.getpid()}"  # swept by checkpoint cleanup
+        os.rename(final, trash)
+        os.rename(stage, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(stage, final)

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from simreal.files import replace_dir
+
 from simreal.export.contract import (CONTRACT_FILE, FORMAT, ONNX_FILE, PARITY_FILE, PROBE_FILE,
                                      WEIGHTS_FILE, BundleError, Contract, file_ref, robot_fields,
                                      validation_message)
@@ -240,21 +242,11 @@ def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np
         if extra is not None:
             extra(stage)
         contract = Contract.model_validate(data)
-        _move_into_place(stage, out_dir)
+        replace_dir(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return ExportResult(out_dir, contract, report)
-
-
-def _move_into_place(stage: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        trash = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.rename(out_dir, trash)
-        os.rename(stage, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(stage, out_dir)
 
 
 # ---- from a run directory ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from simreal.files import sha256_file
+from simreal.files import replace_dir, sha256_file
 
 FORMAT = "simreal-checkpoint/1"
 MANIFEST = "manifest.json"
@@ -140,13 +140,7 @@ class CheckpointStore:
                 os.fsync(fh.fileno())
             fsync_dir(tmp)
             final = self.root / name
-            if final.exists():   # same step saved again (e.g. final save): swap the old one out
-                trash = self.root / f".trash-{name}-{os.getpid()}"
-                os.rename(final, trash)
-                os.rename(tmp, final)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.rename(tmp, final)
+            replace_dir(tmp, final)  # same step saved again (final save): the old one is swapped out
             fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
