@@ -93,6 +93,7 @@ def test_study_cartpole_end_to_end(tmp_path, small_config, capsys):
     assert set(res["summary"]) == {"reinforce_baseline", "dqn_sb3"}
     for run in res["runs"]:
         assert run["steps"] >= 600 and len(run["episode_returns"]) == len(run["episode_end_steps"])
+        assert len(run["eval_returns"]) == 10 and min(run["eval_returns"]) >= 8
     gv = res["gradient_variance"]["estimators"]
     assert set(gv) == {"total_return", "reward_to_go", "baseline", "actor_critic_td", "actor_critic_nstep",
                        "actor_critic_gae"}

@@ -122,7 +122,8 @@ def run_one(algo: str, seed: int, budget: int, spec: dict, env_id: str = "CartPo
     if algo in OURS:
         from simreal.algos.api import learn
         envs = [TallyWrapper(gym.make(env_id), tally) for _ in range(n_envs)]
-        learn(algo, envs, budget, seed, spec["config"])
+        agent = learn(algo, envs, budget, seed, spec["config"])
+        act = agent.predict
     elif algo in SB3:
         import stable_baselines3 as sb3
         from stable_baselines3.common.vec_env import DummyVecEnv
@@ -130,10 +131,35 @@ def run_one(algo: str, seed: int, budget: int, spec: dict, env_id: str = "CartPo
         model = getattr(sb3, SB3[algo])("MlpPolicy", venv, seed=seed, verbose=0, device="cpu",
                                         **_sb3_kwargs(spec["sb3"]))
         model.learn(total_timesteps=budget)
+        act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
     else:
         raise ValueError(f"unknown algo {algo!r}; choose from {STUDY_ALGOS}")
-    return {"algo": algo, "seed": seed, "budget": budget, "wall_time_s": time.perf_counter() - start,
-            "steps": tally.steps, "episode_end_steps": tally.ends, "episode_returns": tally.returns}
+    wall = time.perf_counter() - start
+    return {"algo": algo, "seed": seed, "budget": budget, "wall_time_s": wall,
+            "steps": tally.steps, "episode_end_steps": tally.ends, "episode_returns": tally.returns,
+            "eval_returns": evaluate(act, env_id, EVAL_EPISODES, seed=10_000 + seed)}
+
+
+EVAL_EPISODES = 10
+
+
+def evaluate(act: Any, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Returns of the greedy policy (no exploration noise, argmax / mean action) after training.
+
+    Training-time returns include exploration (DQN's epsilon, the policies' sampling), so this is
+    the fairer comparison of what each method learned.
+    """
+    env = gym.make(env_id)
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(act(obs))
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    return returns
 
 
 def _run_job(job: tuple) -> dict:
@@ -192,6 +218,12 @@ def _spread(values: list[float], n_runs: int) -> dict:
             "min": min(values) if values else None, "max": max(values) if values else None}
 
 
+def _mean_std(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None, "per_seed": []}
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+
+
 def summarize(runs: list[dict], threshold: float, window: int) -> dict[str, dict]:
     by_algo: dict[str, list[dict]] = {}
     for r in runs:
@@ -209,6 +241,8 @@ def summarize(runs: list[dict], threshold: float, window: int) -> dict[str, dict
             "window_start_steps": _spread([s["window_start_steps"] for s in solved], len(rs)),
             "final_avg_return": {"mean": float(np.mean(finals)), "std": float(np.std(finals)),
                                  "per_seed": finals},
+            "greedy_eval_return": _mean_std([float(np.mean(r["eval_returns"])) for r in rs
+                                             if r.get("eval_returns")]),
             "wall_time_s": {"mean": float(np.mean(walls)), "std": float(np.std(walls))},
         }
     return out
@@ -292,13 +326,17 @@ def _fmt_spread(s: dict, n_solved: int, n: int, scale: float = 1.0, unit: str = 
     return text + (f" ({n_solved}/{n})" if n_solved < n else "")
 
 
+def _fmt_mean_std(d: dict | None) -> str:
+    return "–" if not d or d["mean"] is None else f"{d['mean']:.1f} ± {d['std']:.1f}"
+
+
 def results_table(summary: dict, gv: dict | None, threshold: float, window: int) -> str:
     """Markdown table: one row per algorithm (order of STUDY_ALGOS)."""
     gvar = {"reinforce": "reward_to_go", "reinforce_baseline": "baseline", "a2c": "actor_critic_nstep"}
     lines = [f"| algorithm | env steps to {window}-ep avg {threshold:g}, median [min–max] | "
              f"episodes to it | steps before the solving window | final {window}-ep avg return | "
-             "wall time (s) | gradient variance tr Cov |",
-             "|---|---|---|---|---|---|---|"]
+             f"greedy eval return ({EVAL_EPISODES} ep) | wall time (s) | gradient variance tr Cov |",
+             "|---|---|---|---|---|---|---|---|"]
     for algo in [a for a in STUDY_ALGOS if a in summary]:
         s = summary[algo]
         n, k = s["n_seeds"], s["n_solved"]
@@ -309,19 +347,19 @@ def results_table(summary: dict, gv: dict | None, threshold: float, window: int)
                      f"{_fmt_spread(s['episodes_to_threshold'], k, n)} | "
                      f"{_fmt_spread(s['window_start_steps'], k, n)} | "
                      f"{s['final_avg_return']['mean']:.1f} ± {s['final_avg_return']['std']:.1f} | "
+                     f"{_fmt_mean_std(s.get('greedy_eval_return'))} | "
                      f"{s['wall_time_s']['mean']:.0f} ± {s['wall_time_s']['std']:.0f} | {var} |")
     return "\n".join(lines)
 
 
 def gradient_table(gv: dict) -> str:
     base = gv["estimators"].get("reward_to_go", {}).get("trace_cov")
-    lines = ["| estimator (psi_t) | tr Cov of g | 90% bootstrap CI | relative to reward-to-go | "
-             "tr Cov / ‖mean g‖² |", "|---|---|---|---|---|"]
+    lines = ["| estimator (psi_t) | tr Cov of g | 90% bootstrap CI | relative to reward-to-go |",
+             "|---|---|---|---|"]
     for kind, s in gv["estimators"].items():
         lo, hi = s["trace_cov_ci90"]
-        rel = f"{s['trace_cov'] / base:.2f}×" if base else "–"
-        lines.append(f"| {kind} | {s['trace_cov']:.3g} | {lo:.3g}–{hi:.3g} | {rel} | "
-                     f"{s['relative_variance']:.3g} |")
+        rel = f"{s['trace_cov'] / base:.2g}×" if base else "–"
+        lines.append(f"| {kind} | {s['trace_cov']:.3g} | {lo:.3g}–{hi:.3g} | {rel} |")
     return "\n".join(lines)
 
 
