@@ -14,7 +14,7 @@ SMALL = {  # tiny settings so each algorithm makes several updates in a few hund
     "reinforce": {"hidden": [16]},
     "reinforce_baseline": {"hidden": [16], "value_steps": 2},
     "a2c": {"hidden": [16], "n_steps": 8},
-    "ppo_simreal": {"hidden": [16], "n_steps": 32, "minibatch_size": 16, "n_epochs": 2},
+    "ppo_simreal": {"hidden": [16], "n_steps": 32, "minibatch_size": 16, "n_epochs": 2, "norm_reward": True},
 }
 
 

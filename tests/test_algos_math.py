@@ -227,3 +227,20 @@ def test_estimator_weights_by_hand():
     # a truncated episode bootstraps from V(final obs) = 9: TD at the last step = 1 + 4.5 - 3
     trunc = Episode(obs, torch.zeros(3), torch.ones(3), True, torch.tensor([9.0]))
     assert float(psi("actor_critic_td", trunc, gamma, v)[-1]) == pytest.approx(2.5)
+
+
+def test_reward_scaling_by_running_return_std():
+    import gymnasium as gym
+
+    from simreal.algos.api import make
+
+    env = gym.make("CartPole-v1")
+    agent = make("ppo_simreal", env.observation_space, env.action_space, {"norm_reward": True, "gamma": 0.5})
+    ones, no = np.ones(1, np.float32), np.zeros(1, bool)
+    out = [agent.scale_rewards(ones, no) for _ in range(3)]
+    # running returns R = 1, 1.5, 1.75: after the third step their variance is 0.0972 (plus a
+    # negligible prior of weight 1e-4), so the third reward becomes 1 / sqrt(0.0972)
+    assert float(out[2][0]) == pytest.approx(1 / math.sqrt(np.var([1, 1.5, 1.75])), rel=1e-3)
+    agent.scale_rewards(ones, np.ones(1, bool))
+    assert agent.running_return[0] == 0.0          # an episode end restarts the return
+    assert "return_norm" in agent.state_dict() and agent.state_dict()["return_norm"]["count"] > 4

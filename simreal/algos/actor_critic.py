@@ -25,6 +25,7 @@ class A2CConfig(CommonConfig):
     gae_lambda: float = 1.0        # 1.0 = classic n-step advantage; < 1 = GAE
     vf_coef: float = 0.5           # weight of the critic loss
     norm_adv: bool = False         # normalize advantages within each batch
+    norm_reward: bool = False      # divide rewards by the running std of the discounted return
 
 
 def make(config: A2CConfig, observation_space: gym.Space, action_space: gym.Space) -> Agent:

@@ -402,6 +402,8 @@ class Agent:
     obs_norm: nn.Module
     optimizer: torch.optim.Optimizer
     counters: dict = field(default_factory=lambda: {"timesteps": 0, "episodes": 0, "updates": 0})
+    return_norm: RunningMeanStd | None = None     # set when the config asks for norm_reward
+    running_return: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def discrete(self) -> bool:
@@ -413,6 +415,23 @@ class Agent:
             self.obs_norm.update(obs)
         with torch.no_grad():
             return self.obs_norm(torch.from_numpy(obs))
+
+    def scale_rewards(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """r_t / std(R), R_t = gamma R_{t-1} + r_t the running discounted return of each env.
+
+        As SB3's VecNormalize: whatever the reward scale (CartPole's 1 per step, a walker's
+        hundreds per episode), the critic's targets stay of order 1. Training-only; reported
+        episode returns are always the raw ones.
+        """
+        if self.return_norm is None:
+            return rewards
+        if self.running_return is None or self.running_return.shape != rewards.shape:
+            self.running_return = np.zeros(rewards.shape)
+        self.running_return = self.running_return * self.config.gamma + rewards
+        self.return_norm.update(self.running_return[:, None])
+        self.running_return[dones] = 0.0
+        std = float(np.sqrt(self.return_norm.var.numpy()[0] + self.return_norm.eps))
+        return np.clip(rewards / std, -self.return_norm.clip, self.return_norm.clip).astype(np.float32)
 
     @torch.no_grad()
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -444,6 +463,7 @@ class Agent:
             "policy": self.policy.state_dict(),
             "value": self.value.state_dict() if self.value is not None else {},
             "obs_norm": self.obs_norm.state_dict(),
+            "return_norm": self.return_norm.state_dict() if self.return_norm is not None else {},
             "optimizer": self.optimizer.state_dict(),
             "counters": dict(self.counters),
             "torch_rng": torch.get_rng_state(),
@@ -456,6 +476,8 @@ class Agent:
         if self.value is not None:
             self.value.load_state_dict(state["value"])
         self.obs_norm.load_state_dict(state["obs_norm"])
+        if self.return_norm is not None:
+            self.return_norm.load_state_dict(state["return_norm"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.counters = {k: int(v) for k, v in state["counters"].items()}
         torch.set_rng_state(state["torch_rng"])
@@ -491,7 +513,9 @@ def make_agent(algo: str, config: CommonConfig, observation_space: gym.Space,
     optimizer = torch.optim.Adam(groups, eps=1e-5)
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]
-    return Agent(algo, config, observation_space, action_space, policy, value, obs_norm, optimizer)
+    return_norm = RunningMeanStd(1) if getattr(config, "norm_reward", False) else None
+    return Agent(algo, config, observation_space, action_space, policy, value, obs_norm, optimizer,
+                 return_norm=return_norm)
 
 
 def clip_and_step(agent: Agent, loss: torch.Tensor) -> float:
@@ -552,7 +576,7 @@ def collect_rollout(agent: Agent, envs: EnvBatch, n_steps: int,
             values = agent.value(obs).squeeze(-1)
         _, rewards, term, trunc, final_obs, finished = envs.step(
             env_action(agent.action_space, actions.numpy()))
-        rewards_t = torch.as_tensor(rewards)
+        rewards_t = torch.as_tensor(agent.scale_rewards(rewards, term | trunc))
         if trunc.any():
             # A time limit is not a terminal state: the return continues past it, so add
             # gamma * V(s_final) to the last reward and then treat the step as an episode end.

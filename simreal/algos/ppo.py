@@ -30,6 +30,7 @@ class PPOConfig(CommonConfig):
     vf_coef: float = 0.5
     norm_adv: bool = True          # normalize advantages within each minibatch
     target_kl: float | None = None  # stop the epochs early when approx KL exceeds this
+    norm_reward: bool = False      # divide rewards by the running std of the discounted return
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
