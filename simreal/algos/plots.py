@@ -81,14 +81,17 @@ def sweep(result: dict, path: Path) -> None:
     x = np.array([r["value"] for r in rows], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.errorbar(x, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], marker="o", capsize=4,
-                color=COLORS.get(result["algo"], "C0"), label="mean ± std over seeds")
+                color=COLORS.get(result["algo"], "C0"), label="final 100-episode training average, mean ± std")
     for r in rows:
         ax.scatter([r["value"]] * len(r["final_avg_return"]), r["final_avg_return"], s=12, color="k",
                    alpha=0.5, zorder=3)
+    greedy = [r.get("greedy_eval_return", {}).get("mean") for r in rows]
+    if all(g is not None for g in greedy):
+        ax.plot(x, greedy, ls="--", marker="s", mfc="none", color="0.4", label="greedy eval, mean over seeds")
     if result["param"] == "lr" and np.all(x > 0):
         ax.set_xscale("log")
     ax.set_xlabel(result["param"])
-    ax.set_ylabel("final 100-episode average return")
+    ax.set_ylabel("return")
     ax.set_title(f"{result['algo']}: sensitivity to {result['param']} "
                  f"({result['budget']:,} steps, dots = seeds)", fontsize=10)
     ax.grid(alpha=0.3)

@@ -426,6 +426,29 @@ def study_cartpole(seeds: int = 5, budget: int = 100_000, out: str | Path = "run
     return result
 
 
+def sweep_summary(runs: list[dict], values: list[float], param: str, threshold: float,
+                  window: int) -> dict:
+    """Per swept value: final training average, greedy evaluation, how many seeds solved."""
+    rows = []
+    for v in values:
+        rs = [r for r in runs if r["value"] == v]
+        finals = [float(np.mean(r["episode_returns"][-window:])) for r in rs]
+        greedy = [float(np.mean(r["eval_returns"])) for r in rs if r.get("eval_returns")]
+        solved = [solve_point(r["episode_end_steps"], r["episode_returns"], threshold, window) for r in rs]
+        rows.append({"value": v, "final_avg_return": finals, "mean": float(np.mean(finals)),
+                     "std": float(np.std(finals)), "greedy_eval_return": _mean_std(greedy),
+                     "n_solved": sum(s is not None for s in solved),
+                     "steps_to_threshold": [s["steps"] if s else None for s in solved]})
+    table = "\n".join(
+        [f"| {param} | final {window}-ep avg return, mean ± std | per seed | greedy eval return "
+         f"({EVAL_EPISODES} ep) | solved |", "|---|---|---|---|---|"]
+        + [f"| {r['value']:g} | {r['mean']:.1f} ± {r['std']:.1f} | "
+           f"{', '.join(f'{x:.0f}' for x in r['final_avg_return'])} | "
+           f"{_fmt_mean_std(r['greedy_eval_return'])} | {r['n_solved']}/{len(r['final_avg_return'])} |"
+           for r in rows])
+    return {"rows": rows, "table": table}
+
+
 def study_sweep(algo: str, param: str, values: list[float], seeds: int = 3, budget: int = 100_000,
                 out: str | Path = "runs/study_sweep", workers: int = 1, config: str | None = None,
                 log: Any = print) -> dict:
@@ -447,20 +470,9 @@ def study_sweep(algo: str, param: str, values: list[float], seeds: int = 3, budg
             keys.append(v)
     log(f"sweeping {algo} {param} over {values}, {seeds} seeds, {budget:,} env steps each")
     runs = run_jobs(jobs, workers, log)
-    rows = []
-    for v in values:
-        rs = [r for r, k in zip(runs, keys) if k == v]
-        finals = [float(np.mean(r["episode_returns"][-window:])) for r in rs]
-        solved = [solve_point(r["episode_end_steps"], r["episode_returns"], threshold, window) for r in rs]
-        rows.append({"value": v, "final_avg_return": finals, "mean": float(np.mean(finals)),
-                     "std": float(np.std(finals)), "n_solved": sum(s is not None for s in solved),
-                     "steps_to_threshold": [s["steps"] if s else None for s in solved]})
     result = {"algo": algo, "param": param, "budget": budget, "seeds": list(range(seeds)),
-              "rows": rows, "runs": [{**r, "value": k} for r, k in zip(runs, keys)]}
-    result["table"] = "\n".join(
-        [f"| {param} | final {window}-ep avg return, mean ± std | per seed | solved |", "|---|---|---|---|"]
-        + [f"| {r['value']:g} | {r['mean']:.1f} ± {r['std']:.1f} | "
-           f"{', '.join(f'{x:.0f}' for x in r['final_avg_return'])} | {r['n_solved']}/{seeds} |" for r in rows])
+              "runs": [{**r, "value": k} for r, k in zip(runs, keys)]}
+    result.update(sweep_summary(result["runs"], values, param, threshold, window))
     stem = f"sweep_{algo}_{param}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     plots.sweep(result, out / f"{stem}.png")
