@@ -47,8 +47,8 @@ def targets(res: dict) -> list[str]:
     if "reinforce" in s and "reinforce_baseline" in s:
         slower = ep_b is not None and (ep_r is None or ep_r > ep_b)
         lines.append(f"- plain REINFORCE measurably slower: **{'met' if slower else 'missed'}** "
-                     f"({s['reinforce']['n_solved']}/{n} seeds reached 475, median {_n(ep_r)} episodes, "
-                     f"against {s['reinforce_baseline']['n_solved']}/{n} and {_n(ep_b)}).")
+                     f"({s['reinforce']['n_solved']}/{n} seeds reached 475, median episodes: {_n(ep_r)}; "
+                     f"with the baseline {s['reinforce_baseline']['n_solved']}/{n} and {_n(ep_b)}).")
         var_r, var_b = gv.get("reward_to_go", {}).get("trace_cov"), gv.get("baseline", {}).get("trace_cov")
         if var_r is not None and var_b is not None:
             lines.append(f"- plain REINFORCE has higher gradient variance: **{'met' if var_r > var_b else 'missed'}** "
@@ -83,12 +83,12 @@ def main() -> int:
         if (args.study_dir / name).exists():
             shutil.copy(args.study_dir / name, img / f"policy_gradients_{name}")
 
-    md = [f"## Policy gradients on CartPole-v1 (`simreal study cartpole`)", "",
+    md = ["## Policy gradients on CartPole-v1 (`simreal study cartpole`)", "",
           machine_line(command), "",
           f"{len(res['seeds'])} seeds (0..{len(res['seeds']) - 1}), {res['budget']:,} env steps per run, "
           f"threshold: the average of the last {res['window']} episode returns reaches {res['threshold']:g}. "
-          "Wall times are per run, single-threaded, on a 2-core machine shared with other jobs "
-          "(they vary with its load).", "", res["table"], ""]
+          "Wall times are per run, single-threaded, two runs at a time (`--workers 2`) on a 2-core "
+          "machine shared with other jobs: they vary with its load.", "", res["table"], ""]
     if "gradient_variance" in res:
         gv = res["gradient_variance"]
         md += [f"Gradient variance at fixed parameters (policy return {gv['policy_mean_return']:.0f}, "
