@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args(argv)
 
-    from _bench_md import machine_line, update_section
+    from _bench_md import machine_line, publish
 
     from simreal.export.bundle import is_bundle
 
@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         *rows, "",
         f"numpy / onnxruntime p50 ratio: {ratio:.2f}." + (f" {note}" if note else ""),
     ])
-    print(md)
-    if not args.no_write:
-        update_section("inference", md)
-        print("\nwrote BENCHMARKS.md section 'inference'", file=sys.stderr)
+    publish("inference", md, write=not args.no_write)
     if tmp is not None:
         tmp.cleanup()
     return 0

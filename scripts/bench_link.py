@@ -13,7 +13,6 @@ import argparse
 import multiprocessing as mp
 import os
 import select
-import statistics
 import sys
 import time
 import timeit
@@ -21,6 +20,9 @@ import tty
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_md import command_line, machine_line, p50_p99_max, publish  # noqa: E402
 
 from simreal.deploy import protocol as P  # noqa: E402
 from simreal.deploy.driver import LinkConfig, SerialDriver  # noqa: E402
@@ -49,11 +51,6 @@ def responder(fd: int, names: tuple[str, ...]) -> None:
                 reply = P.State(time.monotonic_ns() // 1000, 0, 0, 0, q, zeros, (1.0, 0.0, 0.0, 0.0),
                                 (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
             os.write(fd, P.encode(reply, item.tag))
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     state_frame = P.encode(state, 1)
     enc_us = min(timeit.repeat(lambda: P.encode(cmd, 1), number=2000, repeat=3)) / 2000 * 1e6
     dec_us = min(timeit.repeat(lambda: P.decode(state_frame), number=2000, repeat=3)) / 2000 * 1e6
-    ms = [x * 1e3 for x in calls]
-    rtt = [x * 1e3 for x in driver.rtt_s]
+    ms = "{:.3f} | {:.3f} | {:.3f}".format(*p50_p99_max([x * 1e3 for x in calls]))
+    rtt = "{:.3f} | {:.3f} | {:.3f}".format(*p50_p99_max([x * 1e3 for x in driver.rtt_s]))
 
     md = "\n".join([
         "## serial_link",
@@ -109,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| figure | p50 | p99 | max |",
         "|---|---|---|---|",
-        f"| send_command call, ms | {statistics.median(ms):.3f} | {pct(ms, 99):.3f} | {max(ms):.3f} |",
-        f"| write -> reply decoded (driver.rtt_s), ms | {statistics.median(rtt):.3f} | {pct(rtt, 99):.3f} | "
-        f"{max(rtt):.3f} |",
+        f"| send_command call, ms | {ms} |",
+        f"| write -> reply decoded (driver.rtt_s), ms | {rtt} |",
         "",
         f"Frames: COMMAND {cmd_bytes} B, STATE {state_bytes} B. A pty has no wire; a UART at {args.baud:,} baud "
         f"(8N1) adds {wire_ms:.2f} ms per transaction on top of the figures above. "
@@ -120,12 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         f"stale {counters.stale_replies}. Load average during the run: {load:.1f} on {os.cpu_count()} cores "
         "(the p99/max tail is scheduling, not the link).",
     ])
-    cmdline = "python scripts/bench_link.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    from _bench_md import machine_line, update_section   # scripts/ is on sys.path when run as a script
-    md += "\n\n" + machine_line(cmdline.strip())
-    print(md)
-    if not args.no_write:
-        update_section("serial_link", md)
+    md += "\n\n" + machine_line(command_line("bench_link.py", argv))
+    publish("serial_link", md, write=not args.no_write)
     return 0
 
 

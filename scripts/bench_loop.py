@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_md import command_line, machine_line, p50_p99_max, publish  # noqa: E402
 
 from simreal.deploy import protocol as P  # noqa: E402
 from simreal.deploy.driver import LinkConfig, SerialDriver  # noqa: E402
@@ -108,7 +111,7 @@ def transaction_case(n: int, tmp: Path) -> dict:
 def pcts(x: np.ndarray) -> str:
     if not len(x):
         return "- | - | -"
-    return f"{np.percentile(x, 50):.3f} | {np.percentile(x, 99):.3f} | {np.max(x):.3f}"
+    return "{:.3f} | {:.3f} | {:.3f}".format(*p50_p99_max(x))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,15 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"50 Hz case: the policy walked {walked} m forward (mock ground truth)." if walked is not None else "",
     ]).rstrip()
-    cmdline = "python scripts/bench_loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _bench_md import machine_line, update_section
-
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    md += "\n\n" + machine_line(cmdline.strip()) + f" · load average at the end: {load:.1f}"
-    print(md)
-    if not args.no_write:
-        update_section("control_loop", md)
+    md += "\n\n" + machine_line(command_line("bench_loop.py", argv)) + f" · load average at the end: {load:.1f}"
+    publish("control_loop", md, write=not args.no_write)
     return 0
 
 

@@ -1,11 +1,8 @@
 import pytest
+import torch
 
-try:
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover
-    pass
+# One thread everywhere: CI has 2 cores and torch's default pool oversubscribes them.
+torch.set_num_threads(1)
 
 ROBOTS = ["quadruped", "biped"]
 

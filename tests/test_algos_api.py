@@ -18,14 +18,6 @@ SMALL = {  # tiny settings so each algorithm makes several updates in a few hund
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cartpoles(n: int = 2) -> list[gym.Env]:
     return [gym.make("CartPole-v1") for _ in range(n)]
 

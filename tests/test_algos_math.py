@@ -12,14 +12,6 @@ from simreal.algos.common import (CategoricalPolicy, CommonConfig, GaussianPolic
 from simreal.algos.ppo import PPOConfig, clipped_surrogate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---- returns --------------------------------------------------------------------------------
 def test_reward_to_go_by_hand():
     # rewards 1, 2, 3 with gamma 0.9:
@@ -82,22 +74,20 @@ def test_categorical_log_prob_gradient_matches_finite_differences():
     obs, action = torch.randn(1, 3, dtype=torch.float64), torch.tensor([2])
     logp, _ = policy.log_prob(obs, action)
     grads = torch.autograd.grad(logp.sum(), list(policy.parameters()))
-    eps = 1e-6
-    with torch.no_grad():
-        _check_central_differences(policy, obs, action, grads, eps)
-
-
-def _check_central_differences(policy, obs, action, grads, eps):
-    for p, g in zip(policy.parameters(), grads):
-        flat, gflat = p.data.view(-1), g.view(-1)
-        for i in range(flat.numel()):
-            old = float(flat[i])
-            flat[i] = old + eps
-            up = float(policy.log_prob(obs, action)[0])
-            flat[i] = old - eps
-            down = float(policy.log_prob(obs, action)[0])
-            flat[i] = old
-            assert abs((up - down) / (2 * eps) - float(gflat[i])) < 1e-6
+    eps, checked = 1e-6, 0
+    with torch.no_grad():  # central differences, one parameter entry at a time
+        for p, g in zip(policy.parameters(), grads):
+            flat, gflat = p.data.view(-1), g.view(-1)
+            for i in range(flat.numel()):
+                old = float(flat[i])
+                flat[i] = old + eps
+                up = float(policy.log_prob(obs, action)[0])
+                flat[i] = old - eps
+                down = float(policy.log_prob(obs, action)[0])
+                flat[i] = old
+                assert abs((up - down) / (2 * eps) - float(gflat[i])) < 1e-6, (p.shape, i)
+                checked += 1
+    assert checked == sum(p.numel() for p in policy.parameters()) > 0
 
 
 def test_categorical_score_function_is_onehot_minus_probs():

@@ -5,18 +5,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from simreal.algos.study import load_study_config, solve_point, summarize, with_param
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_solve_point_by_hand():

@@ -1,4 +1,5 @@
 """Locomotion environments: API checkers, reward bookkeeping, randomization, shared observation."""
+import dataclasses
 import warnings
 
 import gymnasium as gym
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 import simreal  # noqa: F401  (registers simreal/<Robot>-v0)
+from simreal.envs import rewards
 from simreal.envs.locomotion import LocomotionEnv
 from simreal.envs.registration import env_id, make_env
 from simreal.robot.observation import gravity_in_body
@@ -184,3 +186,32 @@ def test_curriculum_widens_randomization_with_steps():
         env.reset()
         scales.append(env.randomization_scale)
     assert scales[0] == pytest.approx(0.5) and scales[-1] == 1.0
+
+
+def test_air_time_is_paid_at_touchdown_only():
+    """A foot seen airborne for k steps reports k * dt of air time on the step it lands."""
+    env = LocomotionEnv("biped", randomize=False)
+    env.reset(seed=0)
+    down, up = np.array([True, True]), np.array([True, False])
+    seq = [down, up, up, up, up, up, down, down]
+    got = [env._track_air_time(c) for c in seq]
+    touchdowns = [bool(t[1]) for t, _ in got]
+    assert touchdowns == [False] * 6 + [True, False]
+    assert got[6][1][1] == pytest.approx(5 * env.dt)   # airborne in steps 1..5
+    assert not got[6][0][0] and got[6][1][0] == 0.0
+
+
+def test_gait_and_posture_terms_by_hand():
+    q = rewards.StepQuantities(
+        lin_vel_body=np.zeros(3), ang_vel_body=np.zeros(3), up_z=1.0, torque=np.zeros(2),
+        action=np.zeros(2), last_action=np.zeros(2), foot_contact=np.array([True, False]),
+        foot_speed=np.zeros(2), command=np.array([0.3, 0.0]),
+        foot_touchdown=np.array([True, False]), foot_air_time=np.array([0.3, 0.0]),
+        posture_error=np.array([0.1, -0.2]))
+    _, terms = rewards.compute(q, {"feet_air_time": 2.0, "single_support": 1.0, "posture": -1.0})
+    assert terms["feet_air_time"] == pytest.approx(2.0 * (0.3 - rewards.AIR_TIME_TARGET))
+    assert terms["single_support"] == 1.0
+    assert terms["posture"] == pytest.approx(-0.05)
+    standing = dataclasses.replace(q, command=np.array([0.0, 0.0]))
+    _, terms = rewards.compute(standing, {"feet_air_time": 2.0, "single_support": 1.0})
+    assert terms == {"feet_air_time": 0.0, "single_support": 0.0}

@@ -47,6 +47,11 @@ def test_unknown_key(robot_copy):
     _expect(robot_copy, "robot.yaml", "servo.kpp")
 
 
+def test_posture_joint_must_be_a_joint(robot_copy):
+    _edit(robot_copy, lambda d: d["task"].update(posture_joints=["fl_hip", "tail"]))
+    _expect(robot_copy, "robot.yaml", "task.posture_joints", "'tail'")
+
+
 def test_min_greater_than_max(robot_copy):
     def f(d):
         d["joints"][2].update(min=1.0, max=-1.0)

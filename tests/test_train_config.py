@@ -130,3 +130,11 @@ def test_bad_yaml_file_is_named(tmp_path):
         read_yaml(f)
     with pytest.raises(ConfigError, match="no such file"):
         read_yaml(Path(tmp_path / "missing.yaml"))
+
+
+def test_evaluation_uses_the_full_randomization_a_curriculum_ends_at():
+    from simreal.train.envs import eval_kwargs
+
+    ramp = {"randomization_scale": 0.3, "curriculum_steps": 1000, "episode_seconds": 5.0}
+    assert eval_kwargs(ramp) == {"episode_seconds": 5.0}
+    assert eval_kwargs({"randomization_scale": 0.5}) == {"randomization_scale": 0.5}  # fixed: kept

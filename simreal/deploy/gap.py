@@ -15,7 +15,6 @@ takes one number or a list per body (world excluded). Unknown keys are errors na
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simreal.robot.spec import NoiseSpec
 from simreal.train.config import config_dirs, parse_set, read_yaml, ConfigError
+from simreal.validation import field_problem, unknown_key
 
 Numbers = Union[float, list[float]]   # one value for all joints (bodies), or one per joint (body)
 
@@ -127,11 +127,8 @@ def _describe(err: dict, sources: dict[str, str], default_source: str) -> str:
     source = sources.get(loc[0], default_source) if loc else default_source
     if err["type"] == "extra_forbidden":
         model = GapProfile if len(loc) == 1 else NoiseSpec if loc[0] == "noise" else None
-        known = list(model.model_fields) if model else []
-        close = difflib.get_close_matches(loc[-1], known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-        return f"{source}: {key}: unknown key{hint}"
-    return f"{source}: {key}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+        return f"{source}: {key}: {unknown_key(loc[-1], list(model.model_fields) if model else [])}"
+    return f"{source}: {key}: {field_problem(err)}"
 
 
 def validate(data: dict[str, Any], sources: dict[str, str] | None = None,

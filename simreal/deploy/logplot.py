@@ -64,6 +64,16 @@ def _title(run: RunLog) -> str:
     return f"{h.get('robot', '?')} - {Path(str(h.get('bundle', ''))).name or run.path.name}{tail}"
 
 
+def _save(fig, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_joints(run: RunLog, out: Path):
     import matplotlib.pyplot as plt
 
@@ -94,12 +104,7 @@ def plot_joints(run: RunLog, out: Path):
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     axes[0][0].legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"joint position: commanded vs measured - {_title(run)}", fontsize=10)
-    fig.tight_layout()
-    path = out / "joints.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, f"joint position: commanded vs measured - {_title(run)}", out / "joints.png")
 
 
 def plot_attitude(run: RunLog, out: Path):
@@ -130,12 +135,7 @@ def plot_attitude(run: RunLog, out: Path):
     a2.set_ylabel("rad/s")
     a2.set_xlabel("time (s)")
     _mark_events(a2, run)
-    fig.suptitle(f"IMU attitude - {_title(run)}", fontsize=10)
-    fig.tight_layout()
-    path = out / "attitude.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, f"IMU attitude - {_title(run)}", out / "attitude.png")
 
 
 def plot_velocity(run: RunLog, out: Path):
@@ -164,12 +164,7 @@ def plot_velocity(run: RunLog, out: Path):
     a2.set_ylabel("m")
     a2.set_xlabel("time (s)")
     _mark_events(a2, run)
-    fig.suptitle(f"base velocity - {_title(run)}", fontsize=10)
-    fig.tight_layout()
-    path = out / "velocity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, f"base velocity - {_title(run)}", out / "velocity.png")
 
 
 def plot_timing(run: RunLog, out: Path):
@@ -208,12 +203,7 @@ def plot_timing(run: RunLog, out: Path):
     ax.set_xlabel("time (s)")
     ax.set_ylabel("ms")
     ax.set_title("work per cycle", fontsize=9)
-    fig.suptitle(f"timing - {_title(run)}", fontsize=10)
-    fig.tight_layout()
-    path = out / "timing.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, f"timing - {_title(run)}", out / "timing.png")
 
 
 def plot_log(log_path: str | Path, out_dir: str | Path) -> list[Path]:

@@ -45,7 +45,10 @@ class LocomotionEnv(gym.Env):
     `reward = sum_k scale_k * term_k` over the terms of `task.reward_scales`
     (see `simreal.envs.rewards`): tracking_lin_vel `exp(-((vx-c)^2 + vy^2)/0.1)`,
     tracking_yaw, upright `cos(tilt)`, lin_vel_z `vz^2`, torque `sum tau^2`,
-    action_rate `sum (a - a_prev)^2`, foot_slip `sum contact * v_foot^2`, alive `1`.
+    action_rate `sum (a - a_prev)^2`, foot_slip `sum contact * v_foot^2`, alive `1`, and the gait
+    terms feet_air_time `sum_touchdown (t_air - 0.2 s)` and single_support `[exactly one foot down]`
+    (both zero when the command is below 0.05 m/s), and posture `sum (q - q_default)^2` over
+    `task.posture_joints` (e.g. a biped's hip yaw and roll, which otherwise twist it in place).
     `info["reward_terms"]` holds the scaled terms; they sum to the reward.
 
     ## Episode end
@@ -127,6 +130,8 @@ class LocomotionEnv(gym.Env):
         self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
         self._next_push = self.params.push_interval
         self.obs_builder.reset()
+        n_feet = len(spec.feet)
+        self._air_time, self._last_contact = np.zeros(n_feet), np.ones(n_feet, dtype=bool)
         obs = self._observe()
         return obs, {"randomization": self.params.to_info(), "command": self.command.copy()}
 
@@ -145,11 +150,14 @@ class LocomotionEnv(gym.Env):
 
         lin_vel = sim.base_lin_vel_body()
         contact = sim.foot_contacts()
+        touchdown, air_time = self._track_air_time(contact)
         tilt = sim.tilt()
         q = rewards.StepQuantities(
             lin_vel_body=lin_vel, ang_vel_body=sim.base_ang_vel_body(), up_z=float(np.cos(tilt)),
             torque=sim.last_torque, action=action, last_action=self.last_action,
-            foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.command)
+            foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.command,
+            foot_touchdown=touchdown, foot_air_time=air_time,
+            posture_error=(sim.joint_pos() - spec.default_pose)[spec.posture_mask])
         reward, terms = rewards.compute(q, spec.task.reward_scales)
         self.last_action = action
         fell = bool(tilt > self._tilt_limit or sim.base_height() < spec.task.min_base_height)
@@ -161,6 +169,17 @@ class LocomotionEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         return obs, reward, fell, truncated and not fell, info
+
+    def _track_air_time(self, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-foot swing timer. A contact counts if seen this step or the last (contacts flicker
+        for one physics step on touchdown); returns (touchdown now, air time before it)."""
+        filtered = contact | self._last_contact
+        touchdown = (self._air_time > 0) & filtered
+        self._air_time += self.dt
+        air_time = self._air_time * touchdown
+        self._air_time[filtered] = 0.0
+        self._last_contact = contact
+        return touchdown, air_time
 
     def _observe(self) -> np.ndarray:
         """Encoders now, IMU `imu_latency` steps old, then the shared sensor noise model."""

@@ -11,6 +11,8 @@ import numpy as np
 
 TRACKING_SIGMA = 0.1   # (m/s)^2: exp(-err^2 / sigma), wide enough to pull a standing robot forward
 YAW_SIGMA = 0.2        # (rad/s)^2
+AIR_TIME_TARGET = 0.2  # s: swing phases longer than this earn reward at touchdown, shorter ones cost
+MOVING = 0.05          # m/s: below this command the gait terms are off (standing still is allowed)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class StepQuantities:
     foot_contact: np.ndarray   # bool per foot
     foot_speed: np.ndarray     # m/s horizontal speed of each foot touching the ground
     command: np.ndarray        # (vx, yaw rate)
+    foot_touchdown: np.ndarray  # bool per foot: first contact after a swing, this step
+    foot_air_time: np.ndarray   # s each foot spent in the air before touching down now (0 otherwise)
+    posture_error: np.ndarray   # rad: task.posture_joints minus their default pose
 
 
 TERMS = {
@@ -37,6 +42,12 @@ TERMS = {
     "action_rate": lambda q: float((q.action - q.last_action) @ (q.action - q.last_action)),
     "foot_slip": lambda q: float(q.foot_contact @ (q.foot_speed * q.foot_speed)),
     "alive": lambda q: 1.0,
+    # Gait terms (legged_gym's feet_air_time and no_fly): without them a biped learns to shuffle
+    # or to stand; with them it must lift a foot for AIR_TIME_TARGET and land it to be paid.
+    "feet_air_time": lambda q: float(q.foot_touchdown @ (q.foot_air_time - AIR_TIME_TARGET))
+                               * float(abs(q.command[0]) > MOVING),
+    "posture": lambda q: float(q.posture_error @ q.posture_error),
+    "single_support": lambda q: float(int(q.foot_contact.sum()) == 1) * float(abs(q.command[0]) > MOVING),
 }
 
 

@@ -352,7 +352,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "a
     from simreal.export.extract import reference_actions
     from simreal.robot.registry import list_robots
     from simreal.robot.spec import load_robot
-    from simreal.train.envs import make_single
+    from simreal.train.envs import eval_kwargs, make_single
     from simreal.train.evaluate import EVAL_SEED_OFFSET
     from simreal.train.policy_module import deterministic_actor
     from simreal.train.snapshot import load_run
@@ -368,7 +368,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "a
     actor = deterministic_actor(loaded.model)
     log(f"loaded {cfg.algo} policy for {cfg.robot} from {loaded.source} (step {loaded.step:,})")
 
-    env_kwargs = dict(cfg.env.kwargs)
+    env_kwargs = eval_kwargs(cfg.env.kwargs)
     env = make_single(cfg.robot, cfg.env.randomize, env_kwargs)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     try:

@@ -85,6 +85,7 @@ class TaskSpec(_Strict):
     max_tilt_deg: float = Field(gt=0, le=180)
     min_base_height: float = Field(ge=0)
     reward_scales: dict[str, float]
+    posture_joints: list[str] = []   # joints the `posture` reward term keeps near their default
 
     _r1 = field_validator("command_vx", "command_yaw")(lambda v: _ordered(v))
 
@@ -164,6 +165,14 @@ class RobotSpec(_Strict):
                 raise ValueError(f"duplicate joint {attr}: {sorted(dup)}")
         return joints
 
+    @model_validator(mode="after")
+    def _posture_joints_exist(self) -> "RobotSpec":
+        unknown = [j for j in self.task.posture_joints if j not in self.joint_names]
+        if unknown:
+            raise ValueError(f"task.posture_joints: {unknown} are not joints of this robot "
+                             f"(joints: {', '.join(self.joint_names)})")
+        return self
+
     # --- derived, read-only views used on hot paths -----------------------------------------
     @property
     def joint_names(self) -> list[str]:
@@ -176,6 +185,10 @@ class RobotSpec(_Strict):
     @cached_property
     def default_pose(self) -> np.ndarray:
         return np.array([j.default for j in self.joints])
+
+    @cached_property
+    def posture_mask(self) -> np.ndarray:
+        return np.array([j.name in self.task.posture_joints for j in self.joints])
 
     @cached_property
     def joint_min(self) -> np.ndarray:

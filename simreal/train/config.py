@@ -12,7 +12,6 @@ layer that introduced the bad key: `configs/quadruped/ppo.yaml: hyperparams.n_st
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -24,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
                       SerializeAsAny, ValidationError, field_validator, model_validator)
+
+from simreal.validation import field_problem, unknown_key
 
 CONFIG_ENV_VAR = "SIMREAL_CONFIG_PATH"
 DEFAULTS = "defaults"
@@ -399,17 +400,13 @@ def _describe(err: dict, algo: str, sources: dict) -> str:
     if err["type"] == "extra_forbidden":
         model = _model_at(loc[:-1], algo)
         fields = list(getattr(model, "model_fields", {}) if model else [])
-        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else (
-            f" (known: {', '.join(fields)})" if fields else "")
-        return f"{source}: {key}: unknown key{hint}"
-    msg = err["msg"].removeprefix("Value error, ")
+        return f"{source}: {key}: {unknown_key(str(loc[-1]), fields)}"
     if not loc:  # a cross-field rule: its message starts with the key it blames
+        msg = err["msg"].removeprefix("Value error, ")
         m = re.match(r"([a-z_]+(?:\.[a-z_]+)*)", msg)
         blamed = tuple(m.group(1).split(".")) if m else ()
         return f"{_source_of(blamed, sources) if blamed else source}: {msg}"
-    got = repr(err.get("input"))
-    return f"{source}: {key}: {msg}" + ("" if got in msg else f" (got {got})")
+    return f"{source}: {key}: {field_problem(err)}"
 
 
 def resolve(robot: str, algo: str, layers: list[Layer] = ()) -> TrainConfig:

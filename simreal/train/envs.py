@@ -11,6 +11,21 @@ from simreal.train.config import TrainConfig
 from simreal.train.episode import EpisodeStatsWrapper
 
 
+CURRICULUM_KEYS = ("randomization_scale", "curriculum_steps")
+
+
+def eval_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Env kwargs for evaluation and export: the full randomization ranges a curriculum ends at.
+
+    A curriculum's start scale applies to a fresh env, so an evaluation env built with the
+    training kwargs would judge the policy on the easy start, not on what it was trained for.
+    """
+    out = {k: v for k, v in env_kwargs.items() if k not in CURRICULUM_KEYS}
+    if "curriculum_steps" not in env_kwargs and "randomization_scale" in env_kwargs:
+        out["randomization_scale"] = env_kwargs["randomization_scale"]   # a fixed scale stays
+    return out
+
+
 def make_single(robot: str, randomize: bool, env_kwargs: dict[str, Any],
                 render_mode: str | None = None) -> gym.Env:
     from simreal.envs.registration import make_env

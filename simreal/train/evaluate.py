@@ -101,7 +101,7 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
 
     `command` fixes the velocity command of a robot env (otherwise sampled per episode).
     """
-    from simreal.train.envs import make_single
+    from simreal.train.envs import eval_kwargs, make_single
     from simreal.train.snapshot import load_run
 
     if video is not None and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
@@ -110,7 +110,7 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
     cfg = loaded.config
     rand = (cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize) \
         if randomize is None else randomize
-    env_kwargs = dict(cfg.env.kwargs) | ({"command": command} if command is not None else {})
+    env_kwargs = eval_kwargs(cfg.env.kwargs) | ({"command": command} if command is not None else {})
     env = make_single(cfg.robot, rand, env_kwargs,
                       render_mode="rgb_array" if video is not None else None)
     try:

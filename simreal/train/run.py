@@ -41,7 +41,6 @@ from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, 
 from simreal.train.checkpoint import CheckpointStore, write_atomic
 from simreal.train.config import TrainConfig, dump_yaml, load_resolved
 from simreal.train.layout import RunPaths
-from simreal.train.snapshot import load_run  # noqa: F401  (re-exported for export code)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -200,7 +199,7 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
              argv: list[str] | None = None) -> Summary:
     import torch
 
-    from simreal.train.envs import make_single
+    from simreal.train.envs import eval_kwargs, make_single
     from simreal.train.evaluate import EVAL_SEED_OFFSET, run_episodes
     from simreal.train.plots import plot_learning_curve
     from simreal.train.trainers import make_trainer
@@ -229,7 +228,7 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
                          trainer.scalar_writer())
         evals = EvalLog(paths.evaluations)
         eval_rand = cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize
-        eval_env = make_single(cfg.robot, eval_rand, dict(cfg.env.kwargs))
+        eval_env = make_single(cfg.robot, eval_rand, eval_kwargs(cfg.env.kwargs))
         title = f"{cfg.robot} · {cfg.algo} · seed {cfg.seed}"
         stop = StopFlag()
 
