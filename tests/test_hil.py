@@ -36,11 +36,8 @@ def config(**kw) -> RuntimeConfig:
     return RuntimeConfig(**base)
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """The shipped bundle when it exists; otherwise an untrained one exported on the spot (stands still)."""
-    if SHIPPED is not None:
-        return str(SHIPPED)
+def untrained_bundle(robot: str, out) -> str:
+    """A small random policy exported as a real bundle: near-zero actions, so the robot stands."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
@@ -48,7 +45,7 @@ def bundle(tmp_path_factory):
     from simreal.robot.observation import layout_for
     from simreal.robot.spec import load_robot
 
-    spec = load_robot("quadruped")
+    spec = load_robot(robot)
     n_obs = layout_for(spec).size
     torch.manual_seed(0)
     actor = nn.Sequential(nn.Linear(n_obs, 16), nn.Tanh(), nn.Linear(16, spec.n_joints))
@@ -56,10 +53,17 @@ def bundle(tmp_path_factory):
         actor[2].weight.mul_(0.05)
         actor[2].bias.zero_()
     obs = np.random.default_rng(0).normal(0, 0.5, (64, n_obs)).astype(np.float32)
-    out = tmp_path_factory.mktemp("hil") / "untrained"
     export_bundle(actor, None, spec, out, obs, git={}, latency_calls=20,
                   training=training_fields(spec, algo="untrained", timesteps=0, seed=0, randomize=False))
     return str(out)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """The shipped bundle when it exists; otherwise an untrained one exported on the spot (stands still)."""
+    if SHIPPED is not None:
+        return str(SHIPPED)
+    return untrained_bundle("quadruped", tmp_path_factory.mktemp("hil") / "untrained")
 
 
 def run(bundle, tmp_path, *, faults=None, seconds=1.5, cfg=None, **kw):
@@ -153,6 +157,19 @@ def test_demo_runs_in_real_time_and_prints_the_summary(bundle, tmp_path, capsys)
     assert rc == 0 and s["safe_stops"] == [] and s["end"] == "duration", s
     assert s["stop"]["confirmed"] and "distance_m" in s and s["mock"]["falls"] == 0
     assert abs(s["period_ms"]["p50"] - 20.0) < 1.0
+
+
+def test_demo_spawns_the_mock_for_the_bundles_robot(tmp_path, capsys):
+    """A biped bundle gets a biped mock (10 joints mapped by name), not the default quadruped."""
+    import json
+
+    from simreal.deploy.demo import demo
+
+    biped = untrained_bundle("biped", tmp_path / "biped")
+    rc = demo(seconds=0.5, bundle=biped, log_path=str(tmp_path / "demo.jsonl"), as_json=True)
+    s = json.loads(capsys.readouterr().out)
+    assert rc == 0 and s["robot"] == "biped" and s["safe_stops"] == [], s
+    assert len(read_log(tmp_path / "demo.jsonl").header["joint_names"]) == 10
 
 
 @pytest.mark.slow

@@ -63,15 +63,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="no hardware: start the mock robot and walk the shipped quadruped policy "
                                     "on it over a real serial link",
-                       description="Starts `simreal mock-robot`, deploys the shipped quadruped bundle through "
-                                   "`simreal deploy`'s runtime for a few seconds and prints the summary.")
+                       description="Starts `simreal mock-robot` for the bundle's robot, deploys the shipped "
+                                   "bundle through `simreal deploy`'s runtime for a few seconds and prints "
+                                   "the summary.")
+    p.add_argument("--robot", default="quadruped",
+                   help="whose shipped policy to walk (assets/policies/ROBOT; default quadruped)")
     p.add_argument("--seconds", type=float, default=6.0, help="seconds of walking (default 6)")
     p.add_argument("--gap", default="nominal", metavar="PROFILE", help="reality gap of the mock (default nominal)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bundle", default=None, help="bundle to deploy (default: the shipped quadruped policy)")
+    p.add_argument("--bundle", default=None, help="bundle to deploy instead (its robot is the one the mock plays)")
     p.add_argument("--command", default=None, metavar="vx=V,yaw=W")
     p.add_argument("--train-first", action="store_true",
-                   help="train a fresh short policy (simreal train quadruped), export it, then deploy it")
+                   help="train a fresh short policy (simreal train ROBOT), export it, then deploy it")
     p.add_argument("--timesteps", default="3e5", metavar="N", help="with --train-first (default 3e5)")
     p.add_argument("--log", default=None, metavar="FILE")
     p.add_argument("--plot", default=None, metavar="DIR", help="also draw the run's plots into DIR")
@@ -154,7 +157,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from simreal.deploy.demo import demo
 
-    return demo(seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle, command=args.command,
+    return demo(robot=args.robot, seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle, command=args.command,
                 train_first=args.train_first, timesteps=args.timesteps, log_path=args.log, plot_dir=args.plot,
                 as_json=args.json, realtime=not args.no_realtime)
 
