@@ -124,12 +124,15 @@ def test_gravity_in_body_frame():
     np.testing.assert_allclose(gravity_in_body(q), rot.T @ [0, 0, -1], atol=1e-12)
 
 
-def test_falling_terminates_with_fell():
+def test_falling_terminates_with_fell_and_pays_the_termination_term():
     env = LocomotionEnv("quadruped", randomize=False)
+    env.spec_robot.task.reward_scales["termination"] = -50.0   # this env's own spec object
     env.reset(seed=0)
+    _, _, term, _, info = env.step(np.zeros(8))
+    assert not term and info["reward_terms"]["termination"] == 0.0
     env.sim.data.qpos[3:7] = [np.cos(0.7), np.sin(0.7), 0, 0]  # rolled 80 degrees
     _, _, term, trunc, info = env.step(np.zeros(8))
-    assert term and not trunc and info["fell"]
+    assert term and not trunc and info["fell"] and info["reward_terms"]["termination"] == -50.0
 
 
 def test_servo_speed_is_capped_by_back_emf():
@@ -207,7 +210,7 @@ def test_gait_and_posture_terms_by_hand():
         action=np.zeros(2), last_action=np.zeros(2), foot_contact=np.array([True, False]),
         foot_speed=np.zeros(2), command=np.array([0.3, 0.0]),
         foot_touchdown=np.array([True, False]), foot_air_time=np.array([0.3, 0.0]),
-        posture_error=np.array([0.1, -0.2]))
+        posture_error=np.array([0.1, -0.2]), fell=False)
     _, terms = rewards.compute(q, {"feet_air_time": 2.0, "single_support": 1.0, "posture": -1.0})
     assert terms["feet_air_time"] == pytest.approx(2.0 * (0.3 - rewards.AIR_TIME_TARGET))
     assert terms["single_support"] == 1.0

@@ -340,17 +340,17 @@ def test_own_algorithm_trains_resumes_and_evaluates(tmp_path):
     assert result.mean_length == 50
 
 
-SHIPPED = REPO / "assets" / "policies" / "quadruped"
+SHIPPED = REPO / "assets" / "policies"
+SHIPPED_ROBOTS = sorted(p.parent.name for p in SHIPPED.glob("*/policy.json"))
 
 
-@pytest.mark.skipif(not ((SHIPPED / "config.yaml").is_file() or (SHIPPED / "policy.json").is_file()),
-                    reason="no shipped quadruped policy in assets/policies/quadruped "
-                           "(a run directory or an exported bundle)")
-def test_shipped_quadruped_policy_walks_forward():
-    """A random policy averages ~0.03 m/s here (commands are 0.2-0.6 m/s); walking means > 0.15."""
+@pytest.mark.skipif(not SHIPPED_ROBOTS, reason="no shipped policy bundle in assets/policies/")
+@pytest.mark.parametrize("robot", SHIPPED_ROBOTS)
+def test_shipped_policy_walks_forward(robot):
+    """A random policy averages ~0.03 m/s (commands are >= 0.1 m/s); walking means > 0.15 m/s."""
     from simreal.train.evaluate import evaluate_path
 
-    result, _ = evaluate_path(SHIPPED, episodes=3, randomize=True)
+    result, _ = evaluate_path(SHIPPED / robot, episodes=3, randomize=True, command=(0.3, 0.0))
     assert result.mean_forward_velocity > 0.15
     assert result.fall_rate <= 1 / 3
 

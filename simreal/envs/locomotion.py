@@ -45,7 +45,8 @@ class LocomotionEnv(gym.Env):
     `reward = sum_k scale_k * term_k` over the terms of `task.reward_scales`
     (see `simreal.envs.rewards`): tracking_lin_vel `exp(-((vx-c)^2 + vy^2)/0.1)`,
     tracking_yaw, upright `cos(tilt)`, lin_vel_z `vz^2`, torque `sum tau^2`,
-    action_rate `sum (a - a_prev)^2`, foot_slip `sum contact * v_foot^2`, alive `1`, and the gait
+    action_rate `sum (a - a_prev)^2`, foot_slip `sum contact * v_foot^2`, alive `1`,
+    termination `[fell]`, and the gait
     terms feet_air_time `sum_touchdown (t_air - 0.2 s)` and single_support `[exactly one foot down]`
     (both zero when the command is below 0.05 m/s), and posture `sum (q - q_default)^2` over
     `task.posture_joints` (e.g. a biped's hip yaw and roll, which otherwise twist it in place).
@@ -152,15 +153,15 @@ class LocomotionEnv(gym.Env):
         contact = sim.foot_contacts()
         touchdown, air_time = self._track_air_time(contact)
         tilt = sim.tilt()
+        fell = bool(tilt > self._tilt_limit or sim.base_height() < spec.task.min_base_height)
         q = rewards.StepQuantities(
             lin_vel_body=lin_vel, ang_vel_body=sim.base_ang_vel_body(), up_z=float(np.cos(tilt)),
             torque=sim.last_torque, action=action, last_action=self.last_action,
             foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.command,
             foot_touchdown=touchdown, foot_air_time=air_time,
-            posture_error=(sim.joint_pos() - spec.default_pose)[spec.posture_mask])
+            posture_error=(sim.joint_pos() - spec.default_pose)[spec.posture_mask], fell=fell)
         reward, terms = rewards.compute(q, spec.task.reward_scales)
         self.last_action = action
-        fell = bool(tilt > self._tilt_limit or sim.base_height() < spec.task.min_base_height)
         pos = sim.base_pos()
         truncated = bool(self.steps >= self.max_steps or np.hypot(pos[0], pos[1]) > self._terrain_edge)
         obs = self._observe()

@@ -30,6 +30,7 @@ class StepQuantities:
     foot_touchdown: np.ndarray  # bool per foot: first contact after a swing, this step
     foot_air_time: np.ndarray   # s each foot spent in the air before touching down now (0 otherwise)
     posture_error: np.ndarray   # rad: task.posture_joints minus their default pose
+    fell: bool                  # this step ends the episode by a fall
 
 
 TERMS = {
@@ -42,6 +43,7 @@ TERMS = {
     "action_rate": lambda q: float((q.action - q.last_action) @ (q.action - q.last_action)),
     "foot_slip": lambda q: float(q.foot_contact @ (q.foot_speed * q.foot_speed)),
     "alive": lambda q: 1.0,
+    "termination": lambda q: float(q.fell),   # one-off cost of a fall, beyond the lost future reward
     # Gait terms (legged_gym's feet_air_time and no_fly): without them a biped learns to shuffle
     # or to stand; with them it must lift a foot for AIR_TIME_TARGET and land it to be paid.
     "feet_air_time": lambda q: float(q.foot_touchdown @ (q.foot_air_time - AIR_TIME_TARGET))
