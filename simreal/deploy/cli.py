@@ -157,7 +157,8 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from simreal.deploy.demo import demo
 
-    return demo(robot=args.robot, seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle, command=args.command,
+    return demo(robot=args.robot, seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle,
+                command=args.command,
                 train_first=args.train_first, timesteps=args.timesteps, log_path=args.log, plot_dir=args.plot,
                 as_json=args.json, realtime=not args.no_realtime)
 

@@ -47,8 +47,8 @@ def train_and_export(robot: str, timesteps: str, out_root: Path, say) -> Path:
     return bundle
 
 
-def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal", seed: int = 0, bundle: str | None = None,
-         command: str | None = None, train_first: bool = False, timesteps: str = "3e5",
+def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal", seed: int = 0,
+         bundle: str | None = None, command: str | None = None, train_first: bool = False, timesteps: str = "3e5",
          log_path: str | None = None, plot_dir: str | None = None, as_json: bool = False,
          realtime: bool = True) -> int:
     from simreal.deploy.cli import _report, exit_code

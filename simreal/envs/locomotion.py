@@ -46,10 +46,10 @@ class LocomotionEnv(gym.Env):
     (see `simreal.envs.rewards`): tracking_lin_vel `exp(-((vx-c)^2 + vy^2)/0.1)`,
     tracking_yaw, upright `cos(tilt)`, lin_vel_z `vz^2`, torque `sum tau^2`,
     action_rate `sum (a - a_prev)^2`, foot_slip `sum contact * v_foot^2`, alive `1`,
-    termination `[fell]`, and the gait
-    terms feet_air_time `sum_touchdown (t_air - 0.2 s)` and single_support `[exactly one foot down]`
-    (both zero when the command is below 0.05 m/s), and posture `sum (q - q_default)^2` over
-    `task.posture_joints` (e.g. a biped's hip yaw and roll, which otherwise twist it in place).
+    termination `[fell]`; the gait terms feet_air_time `sum over touchdowns (t_air - 0.2 s)` and
+    single_support `[exactly one foot down]` (both zero when the command is below 0.05 m/s); and
+    posture `sum (q - q_default)^2` over `task.posture_joints` (e.g. a biped's hip yaw and roll,
+    which otherwise twist it in place).
     `info["reward_terms"]` holds the scaled terms; they sum to the reward.
 
     ## Episode end
