@@ -106,17 +106,24 @@ def state_problem(state) -> str | None:
 
 # --------------------------------------------------------------------------- targets (C3)
 
+def _clamp(targets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.minimum(np.maximum(targets, lo), hi)
+
+
+def _step(targets: np.ndarray, previous: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
+    return previous + np.clip(targets - previous, -max_step, max_step)
+
+
 def clamp_to_limits(targets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Clip joint targets into [lo, hi]. Refuses non-finite input rather than turning NaN into a bound."""
     check_finite("clamp_to_limits", targets=targets)
-    return np.minimum(np.maximum(np.asarray(targets, dtype=np.float64), lo), hi)
+    return _clamp(np.asarray(targets, dtype=np.float64), lo, hi)
 
 
 def limit_step(targets: np.ndarray, previous: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
     """Move from `previous` toward `targets` by at most max_step per joint (rad per cycle)."""
     check_finite("limit_step", targets=targets, previous=previous)
-    delta = np.asarray(targets, dtype=np.float64) - previous
-    return previous + np.clip(delta, -max_step, max_step)
+    return _step(np.asarray(targets, dtype=np.float64), previous, max_step)
 
 
 @dataclass
@@ -167,11 +174,10 @@ class SafetyLayer:
         if want.shape != self.lo.shape:
             raise ValueError(f"joint targets have shape {want.shape}, the robot has {self.lo.shape}")
         lo, hi = self.envelope()
-        # (clamp_to_limits and limit_step, inlined: the values and the reference are known finite here)
-        clamped = np.minimum(np.maximum(want, lo), hi)
-        out = clamped if self.previous is None else \
-            self.previous + np.clip(clamped - self.previous, -self.max_step, self.max_step)
-        out = np.minimum(np.maximum(out, lo), hi)
+        # the unchecked cores of clamp_to_limits and limit_step: `want` and the reference are known finite here
+        clamped = _clamp(want, lo, hi)
+        out = clamped if self.previous is None else _step(clamped, self.previous, self.max_step)
+        out = _clamp(out, lo, hi)
         self.previous = out
         return Filtered(out, np.flatnonzero(clamped != want).tolist(),
                         np.flatnonzero(out != clamped).tolist())
