@@ -153,6 +153,47 @@ def test_resume_continues_the_step_count_exactly(ppo_run, tmp_path):
     check_run_dir(run, "ppo", 384)
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(ppo_run, tmp_path):
+    """Fine-tuning: weights and observation statistics come over; counters, optimizer and the
+    hyperparameters are the new run's own."""
+    source, _ = ppo_run
+    src_ckpt = CheckpointStore(source / "best").latest_valid()     # a run dir means its best
+    cfg = tiny("Pendulum-v1", "ppo", PPO_SET + ["timesteps=64", "eval.every=0",
+                                                "hyperparams.learning_rate=1e-5"])
+    run = tmp_path / "ft"
+    seen = {}
+
+    from simreal.train import trainers
+    real = trainers.SB3Trainer.init_weights
+
+    def spy(self, ckpt):
+        real(self, ckpt)
+        seen["params"] = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+        seen["obs_mean"] = self.vecnorm.obs_rms.mean.copy()
+        seen["steps"] = self.model.num_timesteps
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainers.SB3Trainer, "init_weights", spy)
+        summary = train(cfg, run, progress=False, init_from=source)
+    saved = torch.load(src_ckpt.path / "policy.pt", weights_only=True)["state_dicts"]["policy"]
+    assert all(torch.equal(seen["params"][k], v) for k, v in saved.items())
+    assert np.allclose(seen["obs_mean"], Normalizer.load(src_ckpt.path / "normalizer.json").obs_mean)
+    assert seen["steps"] == 0 and summary.timesteps == 64 and _state(run)["num_timesteps"] == 64
+    info = json.loads((run / "run.json").read_text())["init_from"]
+    assert info["step"] == src_ckpt.step and info["checkpoint"] == str(src_ckpt.path.resolve())
+
+
+def test_init_from_refuses_another_network_or_robot(ppo_run, tmp_path):
+    source, _ = ppo_run
+    wider = tiny("Pendulum-v1", "ppo", PPO_SET + ["policy.net_arch=[16,16]"])
+    with pytest.raises(CheckpointError, match="same network"):
+        train(wider, tmp_path / "a", progress=False, init_from=source)
+    other = tiny("MountainCarContinuous-v0", "ppo", PPO_SET)
+    with pytest.raises(CheckpointError, match="same robot"):
+        train(other, tmp_path / "b", progress=False, init_from=source)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()   # refused before writing
+
+
 def test_resume_after_a_crash_drops_rows_past_the_checkpoint(ppo_run, tmp_path):
     """A kill after the rows of step 256 were written but before its checkpoint completed."""
     run = copy_run(ppo_run[0], tmp_path / "run")
@@ -338,6 +379,10 @@ def test_own_algorithm_trains_resumes_and_evaluates(tmp_path):
     assert t == sorted(t) and t[-1] <= 192
     result, _ = evaluate_run(run, episodes=1)
     assert result.mean_length == 50
+    ft = tmp_path / "ft"       # fine-tuning one: weights come over, its counters start at zero
+    train(tiny("Pendulum-v1", "ppo_simreal", items[:-3] + ["timesteps=64", "eval.every=0"]), ft,
+          progress=False, init_from=run)
+    assert _state(ft)["num_timesteps"] == 64
 
 
 SHIPPED = REPO / "assets" / "policies"

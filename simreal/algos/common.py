@@ -469,7 +469,8 @@ class Agent:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_weights(self, state: dict) -> None:
+        """Networks and normalizers only (a new run starting from this agent: fine-tuning)."""
         if state.get("algo") != self.algo:
             raise ValueError(f"state is for algo {state.get('algo')!r}, this agent is {self.algo!r}")
         self.policy.load_state_dict(state["policy"])
@@ -478,6 +479,9 @@ class Agent:
         self.obs_norm.load_state_dict(state["obs_norm"])
         if self.return_norm is not None:
             self.return_norm.load_state_dict(state["return_norm"])
+
+    def load_state_dict(self, state: dict) -> None:
+        self.load_weights(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.counters = {k: int(v) for k, v in state["counters"].items()}
         torch.set_rng_state(state["torch_rng"])

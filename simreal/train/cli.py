@@ -10,6 +10,7 @@ examples:
   simreal train Walker2d-v5 --algo sac --timesteps 1e6 --seed 1
   simreal train quadruped --algo ppo --set hyperparams.learning_rate=1e-4 policy.net_arch=[128,128]
   simreal train --resume runs/quadruped-ppo-20250101-120000-s0 --timesteps 4e6
+  simreal train biped --algo ppo --init-from runs/biped-ppo-... --set hyperparams.learning_rate=1e-4
 Hyperparameters come from configs/<robot>/<algo>.yaml, then --config, then flags, then --set."""
 
 
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override one key, e.g. hyperparams.gamma=0.98 (value parsed as YAML)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    p.add_argument("--init-from", metavar="RUN|CHECKPOINT",
+                   help="start the network and observation statistics from another run (its best "
+                        "checkpoint, else its latest) or a checkpoint folder: fine-tuning")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run_train)
@@ -73,7 +77,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         conflicting = [f for f, v in (("ROBOT", args.robot), ("--algo", args.algo), ("--seed", args.seed),
                                       ("--envs", args.envs), ("--out", args.out), ("--config", args.config),
-                                      ("--set", args.set), ("--no-randomize", args.no_randomize)) if v]
+                                      ("--set", args.set), ("--no-randomize", args.no_randomize),
+                                      ("--init-from", args.init_from)) if v]
         if conflicting:
             return _error(f"--resume continues a run with its own config.yaml; only --timesteps may "
                           f"change (got {', '.join(conflicting)})")
@@ -114,12 +119,13 @@ def run_train(args: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     _check_robot(args.robot)
+    from simreal.train.checkpoint import CheckpointError
     from simreal.train.run import RunError, train
 
     try:
         summary = train(cfg, Path(args.out) if args.out else None, progress=not args.no_progress,
-                        argv=sys.argv[1:])
-    except RunError as e:
+                        argv=sys.argv[1:], init_from=Path(args.init_from) if args.init_from else None)
+    except (RunError, CheckpointError) as e:
         return _error(str(e))
     print(summary.line())
     return 0

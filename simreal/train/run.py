@@ -38,7 +38,7 @@ from typing import Iterator
 
 from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, WallClock,
                                      truncate_csv)
-from simreal.train.checkpoint import CheckpointStore, write_atomic
+from simreal.train.checkpoint import Checkpoint, CheckpointStore, write_atomic
 from simreal.train.config import TrainConfig, dump_yaml, load_resolved
 from simreal.train.layout import RunPaths
 
@@ -156,10 +156,11 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _write_run_json(paths: RunPaths, cfg: TrainConfig, argv: list[str] | None, resumed_from: int | None) -> None:
+def _write_run_json(paths: RunPaths, cfg: TrainConfig, argv: list[str] | None, resumed_from: int | None,
+                    init_from: dict | None = None) -> None:
     info = json.loads(paths.run_json.read_text()) if paths.run_json.is_file() else {
         "robot": cfg.robot, "algo": cfg.algo, "seed": cfg.seed, "env_kwargs": dict(cfg.env.kwargs),
-        "randomize": cfg.env.randomize, "sessions": []}
+        "randomize": cfg.env.randomize, "init_from": init_from, "sessions": []}
     info["sessions"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                              "resumed_from_step": resumed_from, "argv": argv,
                              "git": git_revision(), "versions": _versions(),
@@ -169,8 +170,21 @@ def _write_run_json(paths: RunPaths, cfg: TrainConfig, argv: list[str] | None, r
 
 
 def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
-          argv: list[str] | None = None) -> Summary:
-    """Start a new run in `out` (default runs/<robot>-<algo>-<time>-s<seed>)."""
+          argv: list[str] | None = None, init_from: Path | None = None) -> Summary:
+    """Start a new run in `out` (default runs/<robot>-<algo>-<time>-s<seed>).
+
+    `init_from` (a run directory: its best checkpoint, else its latest; or a checkpoint folder)
+    starts the network and observation statistics from another run, e.g. to fine-tune with a
+    lower learning rate or harder randomization. Step counter, optimizer and schedules start fresh.
+    """
+    from simreal.train.checkpoint import verify
+    from simreal.train.snapshot import check_init_source, find_checkpoint
+
+    init = None
+    if init_from is not None:
+        source = Path(init_from)
+        init = find_checkpoint(source) if RunPaths(source).config.is_file() else verify(source)
+        source_state = check_init_source(init, cfg)
     root = Path(out) if out is not None else default_run_dir(cfg)
     paths = RunPaths(root)
     if paths.config.exists():
@@ -178,8 +192,10 @@ def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
                        f"or choose another --out")
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.config, dump_yaml(cfg).encode())
-    _write_run_json(paths, cfg, argv, None)
-    return _execute(paths, cfg, resume=False, progress=progress)
+    _write_run_json(paths, cfg, argv, None, init_from=None if init is None else {
+        "checkpoint": str(init.path.resolve()), "step": init.step,
+        "config_sha256": source_state["config_sha256"]})
+    return _execute(paths, cfg, resume=False, progress=progress, init=init)
 
 
 def resume(run_dir: Path, *, timesteps: int | None = None, progress: bool = True,
@@ -196,7 +212,7 @@ def resume(run_dir: Path, *, timesteps: int | None = None, progress: bool = True
 
 
 def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
-             argv: list[str] | None = None) -> Summary:
+             argv: list[str] | None = None, init: Checkpoint | None = None) -> Summary:
     import torch
 
     from simreal.train.envs import eval_kwargs, make_single
@@ -213,6 +229,9 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
             ckpt = latest.latest_valid()
             start_step = ckpt.step
         trainer = make_trainer(cfg, seed_offset=start_step, tb_dir=paths.tensorboard)
+        if init is not None:
+            trainer.init_weights(init)
+            print(f"starting from {init.path} (step {init.step:,})", file=sys.stderr)
         if ckpt is not None:
             state = trainer.restore(ckpt)
             wall_offset = float(state.get("wall_time_s", 0.0))

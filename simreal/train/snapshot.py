@@ -68,6 +68,29 @@ def restore_snapshot(ckpt: Checkpoint, model, vecnorm, cfg: TrainConfig, *,
     return state
 
 
+def check_init_source(ckpt: Checkpoint, cfg: TrainConfig) -> dict[str, Any]:
+    """A checkpoint a new run may start its weights from: same robot, algorithm and network.
+
+    Hyperparameters, reward and randomization may differ (that is the point of fine-tuning);
+    returns the source's state.json for the run's provenance.
+    """
+    state = read_state(ckpt)
+    for key in ("robot", "algo"):
+        if state.get(key) != getattr(cfg, key):
+            raise CheckpointError(f"{ckpt.path}: --init-from needs the same {key}; the checkpoint "
+                                  f"has {state.get(key)!r}, this run {getattr(cfg, key)!r}")
+    source_cfg = ckpt.path.parents[1] / "config.yaml"    # <run>/checkpoints|best/step_N
+    if not source_cfg.is_file():
+        source_cfg = ckpt.path.parent / "config.yaml"
+    if source_cfg.is_file():
+        src = load_resolved(source_cfg)
+        if src.policy != cfg.policy:
+            raise CheckpointError(f"{ckpt.path}: --init-from needs the same network (policy: "
+                                  f"{src.policy.model_dump(exclude_none=True)} in {source_cfg}, "
+                                  f"{cfg.policy.model_dump(exclude_none=True)} here)")
+    return state
+
+
 # ---- loading a finished (or running) run for eval/export ---------------------------------------
 @dataclass
 class LoadedRun:

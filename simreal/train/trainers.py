@@ -2,6 +2,7 @@
 
 A trainer owns the training envs and the learner, and knows how to checkpoint and restore them:
     restore(ckpt) -> state.json dict    write(dir, wall_time_s, full)    learn(total, hooks)
+    init_weights(ckpt)  (a new run starting from another run's network and normalizer)
     act(normalized_obs) -> action       normalizer() -> Normalizer      num_timesteps, close()
 `make_trainer` is the single place that dispatches on the algorithm name.
 """
@@ -42,6 +43,11 @@ class SB3Trainer:
         from simreal.train.snapshot import restore_snapshot
 
         return restore_snapshot(ckpt, self.model, self.vecnorm, self.cfg, training=True)
+
+    def init_weights(self, ckpt: Checkpoint) -> None:
+        """Network and observation statistics only: optimizer, counters and schedules start fresh."""
+        sb3.read_tensors(self.model, ckpt.path, with_optimizer=False)
+        Normalizer.load(ckpt.path / "normalizer.json").apply_to(self.vecnorm)
 
     def write(self, directory: Path, wall_time_s: float, full: bool) -> None:
         from simreal.train.snapshot import write_snapshot
@@ -115,6 +121,9 @@ class OwnTrainer:
             raise CheckpointError(f"{ckpt.path}: saved with a different configuration")
         self.agent.load_state_dict(sb3.load_pt(ckpt.path / "agent.pt"))
         return state
+
+    def init_weights(self, ckpt: Checkpoint) -> None:
+        self.agent.load_weights(sb3.load_pt(ckpt.path / "agent.pt"))
 
     def write(self, directory: Path, wall_time_s: float, full: bool) -> None:
         import torch
