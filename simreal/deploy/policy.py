@@ -185,7 +185,7 @@ class Policy:
 
     def observation_builder(self) -> ObservationBuilder:
         """The environment's observation function, driven by this bundle's layout and pose."""
-        return ObservationBuilder(self.layout, self.default_pose, self.contract.control_period)
+        return ObservationBuilder(self.layout, self.default_pose)
 
     def infer(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One observation [obs_dim] -> (action in [-1, 1], joint targets in rad), float32.

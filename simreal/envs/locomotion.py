@@ -26,7 +26,7 @@ class LocomotionEnv(gym.Env):
     With randomization, the action reaches the servos 0..N control steps late.
 
     ## Observation space
-    `Box(-100, 100, (history * (3n + 8 [+ 2]),))`, float32, built by the shared
+    `Box(-100, 100, (history * (3n + 8),))`, float32, built by the shared
     `simreal.robot.observation` function the runtime also uses on hardware:
 
     | index          | term        | unit             | note                                      |
@@ -37,7 +37,6 @@ class LocomotionEnv(gym.Env):
     | 6+n:6+2n       | joint_vel   | rad/s            | encoder velocity                          |
     | 6+2n:6+3n      | last_action | -                | previous action, clipped to [-1, 1]       |
     | 6+3n:8+3n      | command     | m/s, rad/s       | commanded forward velocity, yaw rate      |
-    | 8+3n:10+3n     | phase       | -                | sin, cos of the gait clock (`gait:` only) |
 
     Each term is multiplied by its scale from `robot.yaml` (`observation.scales`); encoders are
     quantized to the servo's ticks; randomization adds noise per term, IMU latency and bias.
@@ -50,9 +49,7 @@ class LocomotionEnv(gym.Env):
     termination `[fell]`; the gait terms feet_air_time `sum over touchdowns (t_air - 0.2 s)` and
     single_support `[exactly one foot down]` (both zero when the command is below 0.05 m/s); and
     posture `sum (q - q_default)^2` over `task.posture_joints` (e.g. a biped's hip yaw and roll,
-    which otherwise twist it in place); with a gait clock, gait_phase `mean_feet [contact ==
-    clock's stance]` (zero below 0.05 m/s too). The clock's phase advances one control period
-    per step from 0 at reset (`gait.period`, per-foot `gait.offsets`, `gait.stance` fraction).
+    which otherwise twist it in place).
     `info["reward_terms"]` holds the scaled terms; they sum to the reward.
 
     ## Episode end
@@ -162,8 +159,7 @@ class LocomotionEnv(gym.Env):
             torque=sim.last_torque, action=action, last_action=self.last_action,
             foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.command,
             foot_touchdown=touchdown, foot_air_time=air_time,
-            posture_error=(sim.joint_pos() - spec.default_pose)[spec.posture_mask], fell=fell,
-            stance_expected=self._stance_expected())
+            posture_error=(sim.joint_pos() - spec.default_pose)[spec.posture_mask], fell=fell)
         reward, terms = rewards.compute(q, spec.task.reward_scales)
         self.last_action = action
         pos = sim.base_pos()
@@ -174,13 +170,6 @@ class LocomotionEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         return obs, reward, fell, truncated and not fell, info
-
-    def _stance_expected(self) -> np.ndarray:
-        """Feet the gait clock wants down, at the phase of the observation the policy acted on."""
-        gait = self.spec_robot.gait
-        if gait is None:
-            return np.zeros(0, dtype=bool)
-        return rewards.stance_expected(self.obs_builder.phase, self.spec_robot.gait_offsets, gait.stance)
 
     def _track_air_time(self, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-foot swing timer. A contact counts if seen this step or the last (contacts flicker

@@ -5,7 +5,7 @@ the per-term values can be logged and shown to sum to the reward (tested).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +31,6 @@ class StepQuantities:
     foot_air_time: np.ndarray   # s each foot spent in the air before touching down now (0 otherwise)
     posture_error: np.ndarray   # rad: task.posture_joints minus their default pose
     fell: bool                  # this step ends the episode by a fall
-    stance_expected: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # gait clock
 
 
 TERMS = {
@@ -51,17 +50,7 @@ TERMS = {
                                * float(abs(q.command[0]) > MOVING),
     "posture": lambda q: float(q.posture_error @ q.posture_error),
     "single_support": lambda q: float(int(q.foot_contact.sum()) == 1) * float(abs(q.command[0]) > MOVING),
-    # Gait clock (robot.yaml `gait:`): the fraction of feet that are down exactly when the clock
-    # says stance, and up when it says swing.
-    "gait_phase": lambda q: float(np.mean(q.foot_contact == q.stance_expected))
-                            * float(abs(q.command[0]) > MOVING),
 }
-
-
-def stance_expected(phase: float, offsets: np.ndarray, stance: float) -> np.ndarray:
-    """Which feet the gait clock wants on the ground at `phase`: foot i is in stance for the
-    first `stance` fraction of its own cycle, which starts at -offsets[i]."""
-    return (phase + offsets) % 1.0 < stance
 
 
 def check_scales(scales: dict[str, float]) -> None:

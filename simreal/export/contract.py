@@ -73,7 +73,6 @@ class ObservationModel(_Strict):
     """Exactly `ObservationLayout.to_dict()`: terms in order, each with size and scale."""
     history: int = Field(ge=1)
     terms: list[ObsTermModel] = Field(min_length=1)
-    gait_period: float | None = Field(default=None, gt=0)   # s, with a "phase" term
 
 
 class ServoModel(_Strict):

@@ -95,23 +95,6 @@ class ObservationSpec(_Strict):
     scales: dict[str, float] = {}
 
 
-class GaitSpec(_Strict):
-    """An optional gait clock: the observation gains the phase (sin, cos) and the `gait_phase`
-    reward pays each foot for being down in its stance part of the cycle and up otherwise.
-    Bipeds learn regular steps far sooner with it (Cassie, humanoid-gym)."""
-    period: float = Field(gt=0)                    # s per full cycle (one step of each foot)
-    offsets: list[float]                           # per foot (order of `feet`): phase shift, [0, 1)
-    stance: float = Field(default=0.5, gt=0, lt=1)  # fraction of the cycle a foot is down
-
-    @field_validator("offsets")
-    @classmethod
-    def _in_cycle(cls, v: list[float]) -> list[float]:
-        bad = [x for x in v if not 0.0 <= x < 1.0]
-        if bad:
-            raise ValueError(f"offsets {bad} outside [0, 1)")
-        return v
-
-
 class SerialSpec(_Strict):
     port: str = "/dev/ttyUSB0"
     baudrate: int = Field(default=1_000_000, gt=0)
@@ -167,7 +150,6 @@ class RobotSpec(_Strict):
     control: ControlSpec
     task: TaskSpec
     observation: ObservationSpec = ObservationSpec()
-    gait: Optional[GaitSpec] = None
     serial: SerialSpec = SerialSpec()
     randomization: RandomizationSpec = RandomizationSpec()
     # Filled in by load_robot, not by the YAML author.
@@ -190,19 +172,6 @@ class RobotSpec(_Strict):
             raise ValueError(f"task.posture_joints: {unknown} are not joints of this robot "
                              f"(joints: {', '.join(self.joint_names)})")
         return self
-
-    @model_validator(mode="after")
-    def _gait_per_foot(self) -> "RobotSpec":
-        if self.gait is not None and len(self.gait.offsets) != len(self.feet):
-            raise ValueError(f"gait.offsets: {len(self.gait.offsets)} offsets for "
-                             f"{len(self.feet)} feet ({', '.join(self.feet)})")
-        if self.gait is None and "gait_phase" in self.task.reward_scales:
-            raise ValueError("task.reward_scales.gait_phase needs a gait clock (a `gait:` section)")
-        return self
-
-    @cached_property
-    def gait_offsets(self) -> np.ndarray:
-        return np.array(self.gait.offsets if self.gait is not None else [], dtype=np.float64)
 
     # --- derived, read-only views used on hot paths -----------------------------------------
     @property
