@@ -14,7 +14,7 @@ from simreal.train.checkpoint import CheckpointError, CheckpointStore, verify
 from simreal.train.config import parse_set, resolve
 from simreal.train.layout import RunPaths
 from simreal.train.normalizer import Normalizer
-from simreal.train.run import resume, train
+from simreal.train.run import RunError, resume, train
 from simreal.train.sb3 import UntrustedContentError
 from simreal.train.snapshot import load_run
 
@@ -191,7 +191,9 @@ def test_init_from_refuses_another_network_or_robot(ppo_run, tmp_path):
     other = tiny("MountainCarContinuous-v0", "ppo", PPO_SET)
     with pytest.raises(CheckpointError, match="same robot"):
         train(other, tmp_path / "b", progress=False, init_from=source)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()   # refused before writing
+    with pytest.raises(RunError, match="no such run directory"):
+        train(wider, tmp_path / "c", progress=False, init_from=tmp_path / "missing")
+    assert not any((tmp_path / d).exists() for d in "abc")   # refused before writing anything
 
 
 def test_resume_after_a_crash_drops_rows_past_the_checkpoint(ppo_run, tmp_path):

@@ -183,6 +183,8 @@ def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
     init = None
     if init_from is not None:
         source = Path(init_from)
+        if not source.is_dir():
+            raise RunError(f"--init-from {source}: no such run directory or checkpoint folder")
         init = find_checkpoint(source) if RunPaths(source).config.is_file() else verify(source)
         source_state = check_init_source(init, cfg)
     root = Path(out) if out is not None else default_run_dir(cfg)
