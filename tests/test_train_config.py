@@ -25,6 +25,19 @@ def test_shipped_files_exist_for_robots_and_walker():
             ("Walker2d-v5", "sac")} <= set(SHIPPED)
 
 
+def test_biped_stage_two_config_layers_on_stage_one():
+    """configs/biped/ppo_finetune.yaml (with --config) turns the yaw commands back on."""
+    from simreal.train.config import read_yaml
+
+    path = next(root / "biped" / "ppo_finetune.yaml" for root in config_dirs()
+                if (root / "biped" / "ppo_finetune.yaml").is_file())
+    stage1, stage2 = resolve("biped", "ppo"), resolve("biped", "ppo", [(str(path), read_yaml(path))])
+    assert stage1.env.kwargs["command_yaw"] == [0.0, 0.0]
+    assert stage2.env.kwargs["command_yaw"] == [-0.3, 0.3]
+    assert stage2.hyperparams.learning_rate == "lin_0.0001" != stage1.hyperparams.learning_rate
+    assert stage2.policy == stage1.policy          # --init-from needs the same network
+
+
 def test_layers_apply_in_order(tmp_path):
     f = tmp_path / "mine.yaml"
     f.write_text("hyperparams: {n_steps: 128, gamma: 0.9}\nn_envs: 4\n")

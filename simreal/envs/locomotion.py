@@ -62,7 +62,9 @@ class LocomotionEnv(gym.Env):
     `command` (fixed (vx, yaw) instead of sampling), `randomization_scale` (0..1: every range
     shrunk toward nominal), `curriculum_steps` (if set, the scale ramps linearly from
     `randomization_scale` to 1 over that many of this env's steps, applied at each reset; set
-    both through the training config's `env.kwargs`), `episode_seconds` (override),
+    both through the training config's `env.kwargs`), `command_vx` / `command_yaw` (sampling
+    ranges instead of robot.yaml's `task`, e.g. straight walking first, then turning, in a
+    two-stage training), `episode_seconds` (override),
     `render_mode` ("rgb_array" or "human").
 
     ## Info
@@ -75,6 +77,8 @@ class LocomotionEnv(gym.Env):
     def __init__(self, robot: str | RobotSpec = "quadruped", randomize: bool = True,
                  command: tuple[float, float] | None = None, randomization_scale: float = 1.0,
                  curriculum_steps: int | None = None,
+                 command_vx: tuple[float, float] | None = None,
+                 command_yaw: tuple[float, float] | None = None,
                  episode_seconds: float | None = None, render_mode: str | None = None,
                  width: int = 640, height: int = 480):
         self.spec_robot: RobotSpec = robot if isinstance(robot, RobotSpec) else load_robot(robot)
@@ -86,6 +90,8 @@ class LocomotionEnv(gym.Env):
         self._curriculum = (randomization_scale, curriculum_steps) if curriculum_steps else None
         self.total_steps = 0
         self.fixed_command = None if command is None else np.asarray(command, dtype=np.float64)
+        self.command_ranges = (tuple(spec.task.command_vx if command_vx is None else command_vx),
+                               tuple(spec.task.command_yaw if command_yaw is None else command_yaw))
         self.dt = spec.control.period
         seconds = spec.task.episode_seconds if episode_seconds is None else episode_seconds
         self.max_steps = int(round(seconds / self.dt))
@@ -123,7 +129,7 @@ class LocomotionEnv(gym.Env):
         if self.fixed_command is not None:
             self.command = self.fixed_command.copy()
         else:
-            self.command = np.array([rng.uniform(*spec.task.command_vx), rng.uniform(*spec.task.command_yaw)])
+            self.command = np.array([rng.uniform(*r) for r in self.command_ranges])
         self.steps = 0
         self.last_action = np.zeros(n)
         self._action_queue = deque([np.zeros(n)] * (self.params.action_latency + 1),
