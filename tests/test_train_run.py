@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from simreal.train.checkpoint import CheckpointError, CheckpointStore, verify
+from simreal.files import sha256_file
+from simreal.train.checkpoint import CheckpointError, CheckpointStore, _manifest_digest, verify
 from simreal.train.config import parse_set, resolve
 from simreal.train.layout import RunPaths
 from simreal.train.normalizer import Normalizer
@@ -191,9 +192,21 @@ def test_init_from_refuses_another_network_or_robot(ppo_run, tmp_path):
     other = tiny("MountainCarContinuous-v0", "ppo", PPO_SET)
     with pytest.raises(CheckpointError, match="same robot"):
         train(other, tmp_path / "b", progress=False, init_from=source)
+    grown = copy_run(source, tmp_path / "grown")       # as if robot.yaml's observation had changed
+    ckpt = CheckpointStore(grown / "best").latest_valid().path
+    norm = json.loads((ckpt / "normalizer.json").read_text())
+    norm["obs_mean"], norm["obs_var"] = norm["obs_mean"] + [0.0], norm["obs_var"] + [1.0]
+    (ckpt / "normalizer.json").write_text(json.dumps(norm))
+    manifest = json.loads((ckpt / "manifest.json").read_text())     # re-pinned: a valid checkpoint
+    manifest["files"]["normalizer.json"] = {"sha256": sha256_file(ckpt / "normalizer.json"),
+                                            "size": (ckpt / "normalizer.json").stat().st_size}
+    manifest["sha256"] = _manifest_digest({k: v for k, v in manifest.items() if k != "sha256"})
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="same observation; the checkpoint's has 4 values"):
+        train(tiny("Pendulum-v1", "ppo", PPO_SET), tmp_path / "d", progress=False, init_from=grown)
     with pytest.raises(RunError, match="no such run directory"):
         train(wider, tmp_path / "c", progress=False, init_from=tmp_path / "missing")
-    assert not any((tmp_path / d).exists() for d in "abc")   # refused before writing anything
+    assert not any((tmp_path / d).exists() for d in "abcd")   # refused before writing anything
 
 
 def test_resume_after_a_crash_drops_rows_past_the_checkpoint(ppo_run, tmp_path):

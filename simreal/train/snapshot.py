@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simreal.train import sb3
 from simreal.train.checkpoint import Checkpoint, CheckpointError, CheckpointStore, verify
 from simreal.train.config import TrainConfig, load_resolved
@@ -88,6 +90,17 @@ def check_init_source(ckpt: Checkpoint, cfg: TrainConfig) -> dict[str, Any]:
             raise CheckpointError(f"{ckpt.path}: --init-from needs the same network (policy: "
                                   f"{src.policy.model_dump(exclude_none=True)} in {source_cfg}, "
                                   f"{cfg.policy.model_dump(exclude_none=True)} here)")
+    seen = len(Normalizer.load(ckpt.path / "normalizer.json").obs_mean)
+    if seen:   # observation statistics saved: their size is the network's input size
+        from simreal.train.envs import make_single
+
+        env = make_single(cfg.robot, False, {})
+        size = int(np.prod(env.observation_space.shape))
+        env.close()
+        if seen != size:
+            raise CheckpointError(f"{ckpt.path}: --init-from needs the same observation; the "
+                                  f"checkpoint's has {seen} values, {cfg.robot}'s now has {size} "
+                                  f"(robot.yaml `observation` changed since?)")
     return state
 
 
