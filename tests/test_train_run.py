@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from simreal.files import sha256_file
-from simreal.train.checkpoint import CheckpointError, CheckpointStore, _manifest_digest, verify
+from simreal.train.checkpoint import CheckpointError, CheckpointStore, verify
 from simreal.train.config import parse_set, resolve
 from simreal.train.layout import RunPaths
 from simreal.train.normalizer import Normalizer
@@ -193,15 +192,16 @@ def test_init_from_refuses_another_network_or_robot(ppo_run, tmp_path):
     with pytest.raises(CheckpointError, match="same robot"):
         train(other, tmp_path / "b", progress=False, init_from=source)
     grown = copy_run(source, tmp_path / "grown")       # as if robot.yaml's observation had changed
-    ckpt = CheckpointStore(grown / "best").latest_valid().path
-    norm = json.loads((ckpt / "normalizer.json").read_text())
-    norm["obs_mean"], norm["obs_var"] = norm["obs_mean"] + [0.0], norm["obs_var"] + [1.0]
-    (ckpt / "normalizer.json").write_text(json.dumps(norm))
-    manifest = json.loads((ckpt / "manifest.json").read_text())     # re-pinned: a valid checkpoint
-    manifest["files"]["normalizer.json"] = {"sha256": sha256_file(ckpt / "normalizer.json"),
-                                            "size": (ckpt / "normalizer.json").stat().st_size}
-    manifest["sha256"] = _manifest_digest({k: v for k, v in manifest.items() if k != "sha256"})
-    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    store = CheckpointStore(grown / "best", keep=1)
+    old = store.latest_valid()
+
+    def write_grown(d: Path) -> None:                   # a valid checkpoint, saved the usual way
+        for f in ("policy.pt", "state.json"):
+            shutil.copy(old.path / f, d / f)
+        norm = json.loads((old.path / "normalizer.json").read_text())
+        norm["obs_mean"], norm["obs_var"] = norm["obs_mean"] + [0.0], norm["obs_var"] + [1.0]
+        (d / "normalizer.json").write_text(json.dumps(norm))
+    store.save(old.step, write_grown)
     with pytest.raises(CheckpointError, match="same observation; the checkpoint's has 4 values"):
         train(tiny("Pendulum-v1", "ppo", PPO_SET), tmp_path / "d", progress=False, init_from=grown)
     with pytest.raises(RunError, match="no such run directory"):

@@ -81,9 +81,7 @@ def check_init_source(ckpt: Checkpoint, cfg: TrainConfig) -> dict[str, Any]:
         if state.get(key) != getattr(cfg, key):
             raise CheckpointError(f"{ckpt.path}: --init-from needs the same {key}; the checkpoint "
                                   f"has {state.get(key)!r}, this run {getattr(cfg, key)!r}")
-    source_cfg = ckpt.path.parents[1] / "config.yaml"    # <run>/checkpoints|best/step_N
-    if not source_cfg.is_file():
-        source_cfg = ckpt.path.parent / "config.yaml"
+    source_cfg = RunPaths(ckpt.path.parents[1]).config    # <run>/checkpoints|best/step_N
     if source_cfg.is_file():
         src = load_resolved(source_cfg)
         if src.policy != cfg.policy:
