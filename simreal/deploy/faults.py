@@ -31,13 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simreal.errors import UserError
+
 FAULT_KINDS = ("overheat", "overload", "voltage", "servo_alert", "encoder", "bus", "imu")
 REPLY_FAULTS = ("drop", "corrupt", "late", "dup")
 TIMED = ("stall_at", "disconnect_at", "device_fault", "tilt_at", "nan_at", "freeze_timestamp_at",
          "estop_at")
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(UserError, ValueError):
     """The --faults text is wrong; the message names the item."""
 
 

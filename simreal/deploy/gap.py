@@ -24,11 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from simreal.robot.spec import NoiseSpec
 from simreal.train.config import config_dirs, parse_set, read_yaml, ConfigError
 from simreal.validation import field_problem, unknown_key
+from simreal.errors import UserError
 
 Numbers = Union[float, list[float]]   # one value for all joints (bodies), or one per joint (body)
 
 
-class GapError(ValueError):
+class GapError(UserError, ValueError):
     """A gap profile is wrong or unknown; the message names the file or --gap item and the key."""
 
 

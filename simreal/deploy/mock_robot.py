@@ -64,6 +64,7 @@ from simreal.envs import servo as servo_model
 from simreal.deploy.faults import FAULT_KINDS, FaultSchedule, FaultSpecError, Injected, TimedFault, corrupt, \
     parse_faults
 from simreal.deploy.gap import GapProfile
+from simreal.errors import UserError
 
 PORT_PREFIX = "PORT "
 FIRMWARE = (0, 1, 0)
@@ -773,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- for tests and demos
 
-class MockError(RuntimeError):
+class MockError(UserError, RuntimeError):
     """The mock process did not start (its stderr is in the message)."""
 
 

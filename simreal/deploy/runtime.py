@@ -34,9 +34,10 @@ from simreal.deploy.driver import (LINK_ERRORS, DeviceFault, Driver, DriverError
                                    LinkLost, RemoteError)
 from simreal.deploy.runlog import RunLogWriter
 from simreal.robot.observation import ObservationBuilder, RobotState
+from simreal.errors import UserError
 
 
-class StartRefused(RuntimeError):
+class StartRefused(UserError, RuntimeError):
     """The run did not start; torque was never enabled. The message says which field or check."""
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simreal.files import sha256_file
 from simreal.validation import describe_validation_error
+from simreal.errors import UserError
 
 FORMAT = "simreal-policy/1"
 CONTRACT_FILE = "policy.json"
@@ -39,7 +40,7 @@ ONNX_OUTPUTS = ("action", "joint_targets")     # float32 [batch, n_joints]: clip
 Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A bundle cannot be used: the message names the file and the field."""
 
 

@@ -11,7 +11,16 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from simreal.errors import UserError
+
 ENV_VAR = "SIMREAL_ROBOT_PATH"
+
+
+class UnknownRobot(UserError, KeyError):
+    """No robot folder of that name on the search path (a KeyError, so `except KeyError` still works)."""
+
+    def __str__(self) -> str:          # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
 
 
 def search_path() -> list[Path]:
@@ -42,5 +51,5 @@ def robot_dir(name: str) -> Path:
         d = root / name
         if (d / "robot.yaml").is_file():
             return d
-    raise KeyError(f"unknown robot {name!r}; known: {', '.join(list_robots()) or 'none'} "
+    raise UnknownRobot(f"unknown robot {name!r}; known: {', '.join(list_robots()) or 'none'} "
                    f"(searched: {', '.join(map(str, search_path()))})")

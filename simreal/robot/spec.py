@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simreal.robot.registry import robot_dir
 from simreal.validation import describe_validation_error
+from simreal.errors import UserError
 
 
-class RobotSpecError(ValueError):
+class RobotSpecError(UserError, ValueError):
     """robot.yaml or its MJCF is wrong; the message names the file and the field."""
 
 

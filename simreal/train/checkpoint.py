@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from simreal.files import replace_dir, sha256_file
+from simreal.errors import UserError
 
 FORMAT = "simreal-checkpoint/1"
 MANIFEST = "manifest.json"
@@ -34,7 +35,7 @@ POINTER = "latest"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """No usable checkpoint, or a checkpoint failed verification; the message says which and why."""
 
 

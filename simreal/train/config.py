@@ -25,12 +25,13 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloa
                       SerializeAsAny, ValidationError, field_validator, model_validator)
 
 from simreal.validation import field_problem, unknown_key
+from simreal.errors import UserError
 
 CONFIG_ENV_VAR = "SIMREAL_CONFIG_PATH"
 DEFAULTS = "defaults"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem; the message names the file (or flag) and the key."""
 
 

@@ -41,11 +41,12 @@ from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, 
 from simreal.train.checkpoint import Checkpoint, CheckpointStore, write_atomic
 from simreal.train.config import TrainConfig, dump_yaml, load_resolved
 from simreal.train.layout import RunPaths
+from simreal.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run directory cannot be used as asked (exists, locked, not a run)."""
 
 

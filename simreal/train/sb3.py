@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from simreal.train.config import PPOParams, SACParams, TrainConfig, schedule
+from simreal.errors import UserError
 
 ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
 BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
@@ -91,7 +92,7 @@ def load_pt(path: Path) -> dict:
             f"code ({str(e).splitlines()[0]})") from None
 
 
-class UntrustedContentError(RuntimeError):
+class UntrustedContentError(UserError, RuntimeError):
     """A file would need arbitrary unpickling; refused unless the user opts in."""
 
 
