@@ -29,8 +29,32 @@ def unknown_key(key: str, known: Sequence[str]) -> str:
 
 
 def describe_validation_error(source: str, err: ValidationError, heading: str) -> str:
-    lines = [f"{source}: {heading}"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  field {loc}: {e['msg']}")
-    return "\n".join(lines)
+    """'SOURCE: HEADING: field F: problem' on one line; one line per field when several are wrong."""
+    problems = [f"field {'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()]
+    if len(problems) == 1:
+        return f"{source}: {heading}: {problems[0]}"
+    return "\n".join([f"{source}: {heading} ({len(problems)} problems)"] + [f"  {p}" for p in problems])
+
+
+def non_finite_keys(data: object, prefix: str = "") -> list[str]:
+    """Dotted keys of every NaN or infinite number in a YAML-like tree (YAML's .nan / .inf)."""
+    import math
+
+    if isinstance(data, bool):
+        return []
+    if isinstance(data, float):
+        return [] if math.isfinite(data) else [prefix or "(value)"]
+    if isinstance(data, dict):
+        return [k for key, v in data.items() for k in non_finite_keys(v, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(data, (list, tuple)):
+        return [k for i, v in enumerate(data) for k in non_finite_keys(v, f"{prefix}.{i}" if prefix else str(i))]
+    return []
+
+
+def non_finite_problem(data: object, source: str) -> str | None:
+    """'SOURCE: field K: must be a finite number' for the first non-finite value, else None."""
+    bad = non_finite_keys(data)
+    if not bad:
+        return None
+    more = f" (and {', '.join(bad[1:])})" if len(bad) > 1 else ""
+    return f"{source}: field {bad[0]}: must be a finite number, not NaN or infinity{more}"

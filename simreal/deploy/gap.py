@@ -35,7 +35,7 @@ class GapError(UserError, ValueError):
 
 class GapProfile(BaseModel):
     """One reality gap. Defaults are the nominal robot: no gap at all."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     description: str = ""
     # --- physics: DomainParams fields, applied by simreal.envs.randomization.apply ---------------

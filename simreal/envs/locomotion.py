@@ -69,7 +69,8 @@ class LocomotionEnv(gym.Env):
 
     ## Info
     Every step: `reward_terms`, `forward_velocity` (m/s, body x), `command`, `fell`,
-    `base_position` (m). On reset: `randomization` (the sampled parameters).
+    `base_position` (m); on an episode's last step `end`: "fall", "time_limit" or "terrain_edge".
+    On reset: `randomization` (the sampled parameters).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
@@ -169,10 +170,13 @@ class LocomotionEnv(gym.Env):
         reward, terms = rewards.compute(q, spec.task.reward_scales)
         self.last_action = action
         pos = sim.base_pos()
-        truncated = bool(self.steps >= self.max_steps or np.hypot(pos[0], pos[1]) > self._terrain_edge)
+        at_edge = bool(np.hypot(pos[0], pos[1]) > self._terrain_edge)
+        truncated = bool(self.steps >= self.max_steps or at_edge)
         obs = self._observe()
         info = {"reward_terms": terms, "forward_velocity": float(lin_vel[0]),
                 "command": self.command.copy(), "fell": fell, "base_position": pos}
+        if fell or truncated:
+            info["end"] = "fall" if fell else "terrain_edge" if at_edge else "time_limit"
         if self.render_mode == "human":
             self.render()
         return obs, reward, fell, truncated and not fell, info

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from simreal.errors import EXIT_BAD_INPUT, UserError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("robots", help="list robots, or `robots show NAME` to print one spec")
@@ -16,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simreal.robot.registry import list_robots, robot_dir, search_path
-    from simreal.robot.spec import load_robot
+    from simreal.robot.spec import RobotSpecError, load_robot
 
     if args.paths:
         for pth in search_path():
@@ -24,8 +26,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "show":
         if not args.name:
-            print("usage: simreal robots show NAME")
-            return 2
+            raise UserError("robots show: give a robot NAME (simreal robots lists them)")
         spec = load_robot(args.name)
         data = spec.model_dump(mode="json")
         data["folder"] = str(spec.root)
@@ -36,14 +37,20 @@ def run(args: argparse.Namespace) -> int:
             import yaml
             print(yaml.safe_dump(data, sort_keys=False))
         return 0
-    rows = []
+    rows, broken = [], []
     for name in list_robots():
-        spec = load_robot(name)
+        try:
+            spec = load_robot(name)
+        except RobotSpecError as e:       # one broken robot must not hide the others
+            broken.append({"name": name, "error": str(e), "folder": str(robot_dir(name))})
+            continue
         rows.append({"name": name, "joints": spec.n_joints, "rate_hz": round(1 / spec.control.period),
                      "description": spec.description, "folder": str(robot_dir(name))})
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + [{**b, "broken": True} for b in broken], indent=2))
     else:
         for r in rows:
             print(f"{r['name']:<12} {r['joints']:>2} joints  {r['rate_hz']:>3} Hz  {r['description']}")
-    return 0
+        for b in broken:
+            print(f"{b['name']:<12} BROKEN: {b['error']}")
+    return EXIT_BAD_INPUT if broken else 0

@@ -14,9 +14,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simreal.robot.registry import robot_dir
-from simreal.validation import describe_validation_error
 from simreal.errors import UserError
+from simreal.robot.registry import robot_dir
+from simreal.validation import describe_validation_error, non_finite_problem
 
 
 class RobotSpecError(UserError, ValueError):
@@ -24,7 +24,7 @@ class RobotSpecError(UserError, ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Range = tuple[float, float]
@@ -223,6 +223,9 @@ def parse_robot_yaml(path: Path) -> RobotSpec:
         raise RobotSpecError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise RobotSpecError(f"{path}: expected a mapping at the top level")
+    problem = non_finite_problem(raw, str(path))
+    if problem:
+        raise RobotSpecError(problem)
     try:
         return RobotSpec.model_validate({**raw, "root": path.parent})
     except ValidationError as e:

@@ -178,10 +178,26 @@ class EvalLog:
         return is_best
 
 
-class Progress:
-    """A live bar (rich) on a terminal; a plain status line every 30 s otherwise (log files)."""
+def short_count(n: float) -> str:
+    """1234 -> '1.2k', 3_000_000 -> '3.00M': step counts that fit a narrow terminal."""
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e4:
+        return f"{n / 1e3:.0f}k"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return f"{n:.0f}"
 
-    def __init__(self, total: int, start: int, log: EpisodeLog, label: str, enabled: bool = True):
+
+class Progress:
+    """A live bar (rich) on a terminal; a plain status line every 30 s otherwise (log files).
+
+    The bar keeps steps, elapsed time and ETA whole at 80 columns: those columns never wrap or
+    shrink; the bar and the live figures (rate, return, velocity, falls) give way instead.
+    """
+
+    def __init__(self, total: int, start: int, log: EpisodeLog, label: str, enabled: bool = True,
+                 console=None):
         self.total, self.start, self.log, self.label = total, start, log, label
         self.enabled = enabled
         self._bar = None
@@ -191,28 +207,41 @@ class Progress:
             return
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         if self.console.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            from rich.table import Column
 
-            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[live]}"), console=self.console,
-                                     transient=False)
-            self._task = self._bar.add_task(label, total=total, completed=start, live="")
+            fixed = lambda: Column(no_wrap=True)                      # noqa: E731
+            self._bar = RichProgress(
+                TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis",
+                                                                     max_width=24)),
+                BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=5)),
+                TextColumn("{task.fields[steps]}", table_column=fixed()),
+                TimeElapsedColumn(table_column=fixed()),
+                TextColumn("eta", table_column=fixed()),
+                TimeRemainingColumn(table_column=fixed()),
+                TextColumn("{task.fields[live]}", table_column=Column(ratio=2, no_wrap=True,
+                                                                      overflow="ellipsis")),
+                console=self.console, transient=False, expand=True)
+            self._task = self._bar.add_task(label, total=total, completed=start, live="",
+                                            steps=self._steps(start))
             self._bar.start()
+
+    def _steps(self, step: int) -> str:
+        return f"{short_count(step)}/{short_count(self.total)}"
 
     def _live(self, step: int) -> str:
         r = self.log.rolling()
         rate = (step - self.start) / max(time.monotonic() - self._t0, 1e-9)
-        parts = [f"{rate:,.0f} steps/s"]
+        parts = [f"{short_count(rate)}/s"]
         if r:
-            parts.append(f"return {r['return']:.1f}")
+            parts.append(f"R {r['return']:.0f}")
             if not math.isnan(r["velocity"]):
-                parts.append(f"v {r['velocity']:.2f} m/s")
+                parts.append(f"v {r['velocity']:.2f}")
             parts.append(f"falls {r['falls']:.0%}")
-        return " · ".join(parts)
+        return " ".join(parts)
 
     def update(self, step: int, force: bool = False) -> None:
         if not self.enabled:
@@ -223,7 +252,8 @@ class Progress:
             return
         self._last = now
         if self._bar is not None:
-            self._bar.update(self._task, completed=min(step, self.total), live=self._live(step))
+            self._bar.update(self._task, completed=min(step, self.total), live=self._live(step),
+                             steps=self._steps(min(step, self.total)))
         else:
             self.console.print(f"{self.label} {step:,}/{self.total:,} · {self._live(step)}",
                                highlight=False)

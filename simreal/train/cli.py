@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from simreal.errors import UserError
+
 TRAIN_EPILOG = """\
 examples:
   simreal train quadruped --algo ppo
@@ -62,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--command", metavar="vx=V,yaw=W",
                    help="fixed velocity command for robot envs (default: sampled per episode)")
     p.set_defaults(func=run_eval)
+
+    p = sub.add_parser("runs", help="list training runs: robot, algorithm, steps, last evaluation, status")
+    p.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="where to look (default runs/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_runs)
 
 
 def _error(msg: str) -> int:
@@ -139,8 +146,8 @@ def _check_robot(name: str) -> None:
 
     if name not in list_robots() and name not in gym.registry:
         robots = ", ".join(list_robots()) or "none"
-        raise SystemExit(f"error: {name!r} is neither a robot ({robots}) nor a registered "
-                         f"Gymnasium id (e.g. Walker2d-v5)")
+        raise UserError(f"{name!r} is neither a robot ({robots}) nor a registered Gymnasium id "
+                        f"(e.g. Walker2d-v5)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -173,4 +180,24 @@ def run_eval(args: argparse.Namespace) -> int:
               f"{result.episodes} episodes · {result.line()}")
         if args.video:
             print(f"video: {args.video}")
+    return 0
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from simreal.train.runs import find_runs, format_row, read_run
+
+    top = Path(args.dir)
+    if not top.is_dir():
+        raise UserError(f"{top}: no such folder (runs are written to runs/ by default)")
+    rows = [read_run(p) for p in find_runs(top)]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=1))
+    elif not rows:
+        print(f"no runs under {top} (start one: simreal train quadruped --algo ppo)")
+    else:
+        for r in rows:
+            print(format_row(r))
     return 0

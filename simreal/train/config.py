@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from importlib import resources
@@ -24,8 +25,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
                       SerializeAsAny, ValidationError, field_validator, model_validator)
 
-from simreal.validation import field_problem, unknown_key
 from simreal.errors import UserError
+from simreal.validation import field_problem, non_finite_problem, unknown_key
 
 CONFIG_ENV_VAR = "SIMREAL_CONFIG_PATH"
 DEFAULTS = "defaults"
@@ -36,7 +37,7 @@ class ConfigError(UserError, ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---- schedules ---------------------------------------------------------------------------------
@@ -48,8 +49,8 @@ def _check_schedule(v: Any) -> float | str:
     if isinstance(v, bool):
         raise ValueError("expected a positive number or 'lin_<number>'")
     if isinstance(v, (int, float)):
-        if v <= 0:
-            raise ValueError("must be > 0")
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError("must be a finite number > 0")
         return float(v)
     if isinstance(v, str):
         m = _LIN.match(v.strip())
@@ -57,8 +58,8 @@ def _check_schedule(v: Any) -> float | str:
             x = float(m.group(1)) if m else float(v)
         except ValueError:
             raise ValueError(f"{v!r} is neither a number nor 'lin_<number>'") from None
-        if x <= 0:
-            raise ValueError("must be > 0")
+        if not math.isfinite(x) or x <= 0:
+            raise ValueError("must be a finite number > 0")
         return f"lin_{x:g}" if m else x
     raise ValueError("expected a positive number or 'lin_<number>'")
 
@@ -136,7 +137,7 @@ class SACParams(AlgoParams):
             x = float(v)
         except (TypeError, ValueError):
             raise ValueError("expected 'auto', 'auto_<initial>' or a positive number") from None
-        if x <= 0:
+        if not math.isfinite(x) or x <= 0:
             raise ValueError("must be > 0")
         return x
 
@@ -317,6 +318,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    problem = non_finite_problem(data, str(path))
+    if problem:
+        raise ConfigError(problem)
     return data
 
 
@@ -351,6 +355,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"--set {item!r}: {p} was already given a value")
             node = child
         node[leaf] = parse_value(text)
+        problem = non_finite_problem(node[leaf], f"--set {item!r}")
+        if problem:
+            raise ConfigError(problem.replace(": field (value)", ""))
     return out
 
 

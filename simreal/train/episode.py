@@ -24,6 +24,7 @@ class EpisodeStats:
     forward_velocity: float = math.nan     # mean over steps; NaN if the env does not report it
     tracking_error: float = math.nan       # mean |v - v_cmd|; NaN without a command
     reward_terms: dict[str, float] = field(default_factory=dict)   # per-episode sums
+    end: str = ""      # why it ended: fall, time_limit, terrain_edge (robot envs), or terminated / truncated
 
 
 def forward_velocity(info: dict[str, Any]) -> float | None:
@@ -64,11 +65,12 @@ class EpisodeStatsWrapper(gym.Wrapper):
             self._terms[name] = self._terms.get(name, 0.0) + float(value)
         if terminated or truncated:
             fell = info.get("fell", terminated and not truncated)
+            end = info.get("end") or ("fall" if fell else "time_limit" if truncated else "terminated")
             self.last_stats = EpisodeStats(
                 ret=self._ret, length=self._len, fell=bool(fell),
                 forward_velocity=self._v_sum / self._v_n if self._v_n else math.nan,
                 tracking_error=self._err_sum / self._err_n if self._err_n else math.nan,
-                reward_terms=dict(self._terms))
+                reward_terms=dict(self._terms), end=end)
             info = {**info, INFO_KEY: self.last_stats}
         return obs, reward, terminated, truncated, info
 

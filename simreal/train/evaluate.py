@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,6 +32,7 @@ class EvalResult:
     fall_rate: float                  # fraction of episodes that ended in a fall
     mean_length: float                # steps
     returns: tuple[float, ...] = ()
+    ends: tuple[tuple[str, int], ...] = ()   # why episodes ended: (("fall", 1), ("time_limit", 9))
 
     @classmethod
     def from_episodes(cls, eps: list[EpisodeStats]) -> "EvalResult":
@@ -39,20 +41,28 @@ class EvalResult:
                    mean_forward_velocity=nanmean([e.forward_velocity for e in eps]),
                    mean_tracking_error=nanmean([e.tracking_error for e in eps]),
                    fall_rate=sum(e.fell for e in eps) / len(eps),
-                   mean_length=float(np.mean([e.length for e in eps])), returns=tuple(rets))
+                   mean_length=float(np.mean([e.length for e in eps])), returns=tuple(rets),
+                   ends=tuple(sorted(Counter(e.end or "unknown" for e in eps).items())))
 
     def to_dict(self) -> dict:
         """JSON-safe: NaN (figure not reported by the env) becomes null."""
-        return {k: (None if isinstance(v, float) and math.isnan(v) else
-                    list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out = {k: (None if isinstance(v, float) and math.isnan(v) else
+                   list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out["ends"] = dict(self.ends)
+        return out
 
     def line(self) -> str:
-        parts = [f"return {self.mean_return:.1f} ± {self.std_return:.1f}"]
+        """Velocity and falls first: a robot that stands still still earns most of a walker's return."""
+        parts = []
         if not math.isnan(self.mean_forward_velocity):
             parts.append(f"v {self.mean_forward_velocity:.2f} m/s")
         if not math.isnan(self.mean_tracking_error):
             parts.append(f"err {self.mean_tracking_error:.2f}")
-        parts += [f"falls {self.fall_rate:.0%}", f"len {self.mean_length:.0f}"]
+        falls = round(self.fall_rate * self.episodes)
+        parts += [f"falls {falls}/{self.episodes} ({self.fall_rate:.0%})",
+                  f"return {self.mean_return:.1f} ± {self.std_return:.1f}", f"len {self.mean_length:.0f}"]
+        if self.ends:
+            parts.append("ended by " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.ends))
         return " · ".join(parts)
 
 

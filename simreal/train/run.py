@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from simreal.errors import UserError
 from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, WallClock,
                                      truncate_csv)
 from simreal.train.checkpoint import Checkpoint, CheckpointStore, write_atomic
 from simreal.train.config import TrainConfig, dump_yaml, load_resolved
 from simreal.train.layout import RunPaths
-from simreal.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,7 +146,8 @@ class Summary:
         ev = ""
         if self.final_eval:
             r = EvalResult(**{k: (math.nan if v is None else v) for k, v in self.final_eval.items()
-                              if k != "returns"})
+                              if k not in ("returns", "ends")},
+                           ends=tuple(sorted((self.final_eval.get("ends") or {}).items())))
             ev = f" · eval {r.line()}"
         tail = (f" · resume: simreal train --resume {self.run_dir}" if self.interrupted
                 else f" · {self.run_dir}")
@@ -181,6 +183,9 @@ def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
     from simreal.train.checkpoint import verify
     from simreal.train.snapshot import check_init_source, find_checkpoint
 
+    root = Path(out) if out is not None else default_run_dir(cfg)
+    print(f"simreal train: {cfg.robot} · {cfg.algo} · {cfg.timesteps:,} steps · {cfg.n_envs} envs · "
+          f"seed {cfg.seed} -> {root}", file=sys.stderr, flush=True)
     init = None
     if init_from is not None:
         source = Path(init_from)
@@ -188,17 +193,57 @@ def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
             raise RunError(f"--init-from {source}: no such run directory or checkpoint folder")
         init = find_checkpoint(source) if RunPaths(source).config.is_file() else verify(source)
         source_state = check_init_source(init, cfg)
-    root = Path(out) if out is not None else default_run_dir(cfg)
     paths = RunPaths(root)
     if paths.config.exists():
+        if not CheckpointStore(paths.checkpoints).step_dirs():
+            raise RunError(f"{root}: holds a run that never saved a checkpoint (interrupted at its start?); "
+                           f"delete it (rm -r {root}) or choose another --out")
         raise RunError(f"{root}: already holds a run; continue it with `simreal train --resume {root}` "
                        f"or choose another --out")
+    check_environment(cfg)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.config, dump_yaml(cfg).encode())
     _write_run_json(paths, cfg, argv, None, init_from=None if init is None else {
         "checkpoint": str(init.path.resolve()), "step": init.step,
         "config_sha256": source_state["config_sha256"]})
-    return _execute(paths, cfg, resume=False, progress=progress, init=init)
+    try:
+        return _execute(paths, cfg, resume=False, progress=progress, init=init)
+    except BaseException:
+        _discard_if_unsaved(paths, created)
+        raise
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """Build (and reset) one environment as training will, before anything is written.
+
+    A broken robot.yaml or a bad env kwarg is reported here once, as one error, instead of by
+    every vectorized worker; the run directory does not exist yet.
+    """
+    from simreal.train.envs import make_single
+
+    try:
+        env = make_single(cfg.robot, cfg.env.randomize, dict(cfg.env.kwargs))
+    except TypeError as e:         # an env kwarg the env does not take
+        raise RunError(f"env.kwargs: {e}") from None
+    try:
+        env.reset(seed=cfg.seed)
+    finally:
+        env.close()
+
+
+def _discard_if_unsaved(paths: RunPaths, created: bool) -> None:
+    """A new run that ends before its first checkpoint leaves nothing that blocks its --out."""
+    if CheckpointStore(paths.checkpoints).step_dirs():
+        return
+    if created:
+        shutil.rmtree(paths.root, ignore_errors=True)
+    else:       # the folder was the user's: take back only what this run wrote
+        for f in (paths.config, paths.run_json, paths.metrics, paths.evaluations, paths.normalizer,
+                  paths.lock):
+            f.unlink(missing_ok=True)
+        shutil.rmtree(paths.tensorboard, ignore_errors=True)
+    print(f"no checkpoint was saved: removed the run's files from {paths.root}", file=sys.stderr)
 
 
 def resume(run_dir: Path, *, timesteps: int | None = None, progress: bool = True,
