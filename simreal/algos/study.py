@@ -22,11 +22,18 @@ import gymnasium as gym
 import numpy as np
 import yaml
 
+from simreal.errors import UserError
+from simreal.validation import non_finite_problem
+
 OURS = ("reinforce", "reinforce_baseline", "a2c", "ppo_simreal")
 SB3 = {"dqn_sb3": "DQN", "ppo_sb3": "PPO"}
 STUDY_ALGOS = OURS + tuple(SB3)
 SWEEP_PARAMS = ("lr", "ent_coef", "gamma")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "algos" / "cartpole.yaml"
+
+
+class StudyConfigError(UserError, ValueError):
+    """The study's YAML or a sweep argument is wrong; the message names the file or flag."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,22 +50,27 @@ def load_study_config(path: str | Path | None = None) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read study config: {e}") from e
+        raise StudyConfigError(f"{path}: cannot read study config: {e}") from e
+    if not isinstance(cfg, dict):
+        raise StudyConfigError(f"{path}: expected a mapping of keys to values")
+    problem = non_finite_problem(cfg, str(path))
+    if problem:
+        raise StudyConfigError(problem)
     for key in ("env", "threshold", "window", "algos"):
         if key not in cfg:
-            raise ValueError(f"{path}: missing top-level key {key!r}")
+            raise StudyConfigError(f"{path}: missing top-level key {key!r}")
     for name, spec in cfg["algos"].items():
         if name not in STUDY_ALGOS:
-            raise ValueError(f"{path}: algos.{name}: unknown algorithm; known: {list(STUDY_ALGOS)}")
+            raise StudyConfigError(f"{path}: algos.{name}: unknown algorithm; known: {list(STUDY_ALGOS)}")
         if ("config" in spec) == ("sb3" in spec) or ("sb3" in spec) != (name in SB3):
-            raise ValueError(f"{path}: algos.{name}: needs exactly one of 'config' (ours) or 'sb3'")
+            raise StudyConfigError(f"{path}: algos.{name}: needs exactly one of 'config' (ours) or 'sb3'")
     return cfg
 
 
 def with_param(algo: str, spec: dict, param: str, value: float) -> dict:
     """A copy of one algorithm's spec with lr / ent_coef / gamma set to `value`."""
     if param not in SWEEP_PARAMS:
-        raise ValueError(f"--param must be one of {SWEEP_PARAMS}, got {param!r}")
+        raise StudyConfigError(f"--param must be one of {SWEEP_PARAMS}, got {param!r}")
     spec = json.loads(json.dumps(spec))
     if "config" in spec:
         spec["config"][param] = value
