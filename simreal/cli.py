@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", default=False,
                         help="show Python tracebacks (also SIMREAL_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - every error ends in one line and an exit code
         if debug:
             traceback.print_exc()
-        return report_error(args.command, exc)
+        return report_error(args.subcommand, exc)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Rollouts without a trained policy: the smoke test a person runs first, and short videos."""
+"""Rollouts without a trained policy: the smoke test a person runs first."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -39,22 +39,3 @@ def rollout(robot: str, steps: int = 1000, seed: int = 0, randomize: bool = True
             "mean_forward_velocity": float(np.mean(vel)), "mean_reward": float(np.mean(rew)),
             "mean_terms": {k: v / steps for k, v in terms.items()}, "nonfinite": nonfinite,
             "first_randomization": first}
-
-
-def render_video(robot: str, out: str, seconds: float = 4.0, seed: int = 0, policy: str = "zero",
-                 act_fn=None) -> int:
-    """Write an mp4 offscreen; act_fn(obs) -> action overrides the built-in policies."""
-    import imageio.v2 as imageio
-
-    env = LocomotionEnv(robot, randomize=False, render_mode="rgb_array")
-    act = _actions(env, policy)
-    obs, _ = env.reset(seed=seed)
-    n = int(seconds / env.dt)
-    with imageio.get_writer(out, fps=int(round(1 / env.dt)), macro_block_size=8) as writer:
-        for _ in range(n):
-            writer.append_data(env.render())
-            obs, _, term, trunc, _ = env.step(act_fn(obs) if act_fn else act())
-            if term or trunc:
-                obs, _ = env.reset()
-    env.close()
-    return n

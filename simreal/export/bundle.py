@@ -269,11 +269,11 @@ def evaluate_policy(policy, *, episodes: int, randomize: bool, seed: int,
     """simreal.train.evaluate's protocol (seeded episodes, same figures) run on a loaded bundle:
     the raw observation goes into the graph, whose normalizer is inside."""
     from simreal.train.envs import make_single
-    from simreal.train.evaluate import run_episodes
+    from simreal.train.evaluate import run_episodes, video_env_kwargs
     from simreal.train.normalizer import Normalizer
 
-    env = make_single(policy.contract.robot, randomize, dict(env_kwargs or {}),
-                      render_mode="rgb_array" if video is not None else None)
+    render = video_env_kwargs(video)
+    env = make_single(policy.contract.robot, randomize, dict(env_kwargs or {}) | render)
     try:
         return run_episodes(lambda o: policy.infer(o)[0], env, Normalizer(), episodes, seed,
                             video=video)

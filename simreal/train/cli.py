@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from simreal.cliargs import positive_float, positive_int
 from simreal.errors import UserError
 
 TRAIN_EPILOG = """\
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run: return, velocity, tracking, falls")
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="run directory, SB3 .zip (with --trust-checkpoint) or exported bundle")
-    p.add_argument("--episodes", type=int, default=10, metavar="N")
+    p.add_argument("--episodes", type=positive_int, default=10, metavar="N")
     p.add_argument("--no-randomize", action="store_true")
     p.add_argument("--video", metavar="FILE", help="write an mp4 of the episodes")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -64,6 +65,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--command", metavar="vx=V,yaw=W",
                    help="fixed velocity command for robot envs (default: sampled per episode)")
     p.set_defaults(func=run_eval)
+
+    for name, helptext in (("render", "write a video of a run's or bundle's policy walking (or a robot's "
+                                      "zero/random actions), with an overlay"),
+                           ("view", "watch a run's or bundle's policy in the interactive MuJoCo viewer "
+                                    "(needs a display)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("target", metavar="RUN_OR_BUNDLE",
+                       help="run directory, policy bundle (e.g. assets/policies/quadruped), or robot name")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--command", metavar="vx=V,yaw=W", help="fixed velocity command (default: sampled)")
+        p.add_argument("--randomize", action="store_true", help="a randomized robot (default: nominal)")
+        p.add_argument("--policy", choices=["zero", "random"], default="zero",
+                       help="for a robot name: hold the default pose, or random actions")
+        if name == "render":
+            p.add_argument("--out", default="clip.mp4", metavar="FILE")
+            p.add_argument("--seconds", type=positive_float, default=10.0, metavar="S")
+            p.add_argument("--width", type=positive_int, metavar="PX", help="default 480")
+            p.add_argument("--height", type=positive_int, metavar="PX", help="default 360")
+            p.add_argument("--fps", type=positive_int, metavar="F", help="default 25 (every 2nd control step)")
+            p.add_argument("--no-overlay", action="store_true")
+            p.set_defaults(func=run_render)
+        else:
+            p.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S s (default: "
+                                                                               "until the window closes)")
+            p.set_defaults(func=run_view)
 
     p = sub.add_parser("runs", help="list training runs: robot, algorithm, steps, last evaluation, status")
     p.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="where to look (default runs/)")
@@ -159,8 +185,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from simreal.robot.command import parse_command
 
-    if args.episodes < 1:
-        return _error("--episodes must be at least 1")
     try:
         command = parse_command(args.command) if args.command else None
         result, source = evaluate_path(
@@ -201,3 +225,30 @@ def run_runs(args: argparse.Namespace) -> int:
         for r in rows:
             print(format_row(r))
     return 0
+
+
+def _command(text: str | None) -> tuple[float, float] | None:
+    from simreal.robot.command import parse_command
+
+    try:
+        return parse_command(text) if text else None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from simreal.train.watch import render_clip
+
+    out = render_clip(args.target, args.out, seconds=args.seconds, seed=args.seed, policy=args.policy,
+                      command=_command(args.command), randomize=args.randomize, width=args.width,
+                      height=args.height, fps=args.fps, overlay=not args.no_overlay)
+    print(f"wrote {out['out']} ({out['frames']} frames, {out['seconds']:g} s of robot time, "
+          f"{out['falls']} falls; took {out['wall_s']:.1f} s)")
+    return 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from simreal.train.watch import view
+
+    return view(args.target, seed=args.seed, policy=args.policy, command=_command(args.command),
+                randomize=args.randomize, seconds=args.seconds)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,30 +69,53 @@ Act = Callable[[np.ndarray], np.ndarray]
 
 
 def run_episodes(act: Act, env, normalizer: Normalizer, episodes: int, seed: int,
-                 video: Path | None = None, fps: int | None = None) -> EvalResult:
-    """Roll out `act` (normalized obs -> action) in `env` (an EpisodeStatsWrapper)."""
-    writer = None
-    if video is not None:
-        import imageio
+                 video: Path | None = None) -> EvalResult:
+    """Roll out `act` (normalized obs -> action) in `env` (an EpisodeStatsWrapper).
 
-        fps = fps or int(env.metadata.get("render_fps", 30))
-        writer = imageio.get_writer(str(video), fps=fps)
+    With `video`, the env must render rgb_array frames (see `video_env_kwargs`); frames, overlay
+    and progress come from simreal.envs.video, the same recorder `simreal render` uses.
+    """
+    recorder = None
+    if video is not None:
+        from simreal.envs.video import FrameRecorder
+
+        recorder = FrameRecorder(video, control_dt(env), label=f"eval video ({episodes} episodes)")
     stats: list[EpisodeStats] = []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            if recorder is not None:
+                recorder.new_episode()
             while True:
                 action = act(normalizer.normalize_obs(obs))
                 obs, _, terminated, truncated, info = env.step(action)
-                if writer is not None:
-                    writer.append_data(env.render())
+                if recorder is not None:
+                    recorder.add(env, info)
                 if terminated or truncated:
                     stats.append(info[INFO_KEY])
                     break
     finally:
-        if writer is not None:
-            writer.close()
+        if recorder is not None:
+            recorder.close()
     return EvalResult.from_episodes(stats)
+
+
+def control_dt(env) -> float:
+    """Seconds per env step (robot envs and Gymnasium's MuJoCo envs both have `dt`)."""
+    dt = getattr(env.unwrapped, "dt", None)
+    return float(dt) if dt else 1.0 / float(env.metadata.get("render_fps", 30))
+
+
+def video_env_kwargs(video: Path | None) -> dict:
+    """Env kwargs for a recorded evaluation: rgb_array frames at the video's size (nothing without)."""
+    if video is None:
+        return {}
+    from simreal.envs.gl import choose_gl_backend
+    from simreal.envs.video import VideoSettings, check_output
+
+    check_output(video)
+    choose_gl_backend()
+    return {"render_mode": "rgb_array", **VideoSettings().env_kwargs()}
 
 
 def predictor(model, deterministic: bool = True) -> Act:
@@ -114,15 +136,13 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
     from simreal.train.envs import eval_kwargs, make_single
     from simreal.train.snapshot import load_run
 
-    if video is not None and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"   # headless; only effective before mujoco is imported
+    render = video_env_kwargs(video)
     loaded = load_run(Path(run_dir), checkpoint=checkpoint, trust=trust)
     cfg = loaded.config
     rand = (cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize) \
         if randomize is None else randomize
     env_kwargs = eval_kwargs(cfg.env.kwargs) | ({"command": command} if command is not None else {})
-    env = make_single(cfg.robot, rand, env_kwargs,
-                      render_mode="rgb_array" if video is not None else None)
+    env = make_single(cfg.robot, rand, env_kwargs | render)
     try:
         result = run_episodes(predictor(loaded.model, cfg.eval.deterministic), env,
                               loaded.normalizer, episodes,
