@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+
+from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float
+from simreal.errors import EXIT_INTERRUPTED
 
 DEPLOY_EPILOG = """\
 examples:
@@ -14,8 +19,9 @@ examples:
   simreal deploy assets/policies/quadruped --port /dev/pts/N --duration 10
   simreal deploy BUNDLE --port /dev/ttyUSB0 --command vx=0.3 --log run.jsonl
   printf '0.3 0\\n0.5 0\\n' | simreal deploy BUNDLE --port PORT --command-stream
-exit codes: 0 ran and stopped cleanly, 1 a safety stop, 2 refused to start (torque never on),
-130 stopped by Ctrl-C / SIGTERM (safe stop done)."""
+exit codes: 0 ran and stopped cleanly, 1 a safety stop, 2 refused or bad input (torque never on,
+no log written if the port never opened), 130 stopped by Ctrl-C / SIGTERM (after torque on: safe
+stop done; during the handshake or the prompt: torque never on)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "policy at the bundle's rate behind the safety layer; every cycle is logged.")
     p.add_argument("bundle", metavar="BUNDLE", help="policy bundle folder (policy.json + policy.onnx)")
     p.add_argument("--port", required=True, help="serial port or pyserial URL (a mock robot prints its port)")
-    p.add_argument("--duration", type=float, default=10.0, metavar="S",
+    p.add_argument("--duration", type=nonnegative_float, default=10.0, metavar="S",
                    help="seconds of policy control after the soft start (0 = until Ctrl-C; default 10)")
-    p.add_argument("--rate", type=float, default=None, metavar="HZ",
+    p.add_argument("--rate", type=positive_float, default=None, metavar="HZ",
                    help="control rate (default: the bundle's control period)")
     p.add_argument("--log", default=None, metavar="FILE", help="run log (JSONL; default runs/deploy/ROBOT-TIME.jsonl)")
     p.add_argument("--command", default=None, metavar="vx=V,yaw=W",
@@ -43,12 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--command-stream", action="store_true",
                    help="read 'VX [YAW]' lines from stdin; zero velocity when none arrives for "
                         "--command-timeout seconds")
-    p.add_argument("--command-timeout", type=float, default=0.5, metavar="S")
-    p.add_argument("--soft-start", type=float, default=1.0, metavar="S", help="ramp to the default pose (default 1)")
+    p.add_argument("--command-timeout", type=positive_float, default=0.5, metavar="S",
+                   help="with --command-stream: seconds without a line before zero velocity (default 0.5)")
+    p.add_argument("--soft-start", type=positive_float, default=1.0, metavar="S", help="ramp to the default pose (default 1)")
     p.add_argument("--pipelined", action="store_true",
                    help="one transaction per cycle (observe the last COMMAND's reply): for high rates")
-    p.add_argument("--truth-every", type=int, default=5, metavar="N",
+    p.add_argument("--truth-every", type=nonnegative_int, default=5, metavar="N",
                    help="mock robots: ground truth every N cycles for the log (0 = start and end only)")
+    p.add_argument("--reset-sim", action="store_true",
+                   help="simulated robots only: after the handshake, put the robot back at its default pose "
+                        "standing (the protocol's SIM_RESET) before pre-flight; refused on hardware")
     p.add_argument("--clear-errors", action="store_true",
                    help="the explicit reset: clear the robot's latched errors / e-stop before starting")
     p.add_argument("--realtime", action="store_true",
@@ -68,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the summary.")
     p.add_argument("--robot", default="quadruped",
                    help="whose shipped policy to walk (assets/policies/ROBOT; default quadruped)")
-    p.add_argument("--seconds", type=float, default=6.0, help="seconds of walking (default 6)")
+    p.add_argument("--seconds", type=positive_float, default=6.0, help="seconds of walking (default 6)")
     p.add_argument("--gap", default="nominal", metavar="PROFILE", help="reality gap of the mock (default nominal)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bundle", default=None, help="bundle to deploy instead (its robot is the one the mock plays)")
@@ -111,9 +121,17 @@ def _confirm(info) -> bool:
     if not sys.stdin.isatty():
         print(f"refusing to power robot {info.robot_name!r} without confirmation: pass --yes", file=sys.stderr)
         return False
-    answer = input(f"robot {info.robot_name!r} (firmware {'.'.join(map(str, info.firmware))}, watchdog "
-                   f"{info.watchdog_ms} ms): hoisted and clear? turn torque on [y/N] ")
+    try:
+        answer = input(f"robot {info.robot_name!r} (firmware {'.'.join(map(str, info.firmware))}, watchdog "
+                       f"{info.watchdog_ms} ms): hoisted and clear? turn torque on [y/N] ")
+    except EOFError:                  # Ctrl-D: no answer is a no
+        print(file=sys.stderr)
+        return False
     return answer.strip().lower() in ("y", "yes")
+
+
+def _sigterm_is_ctrl_c(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _report(summary: dict, as_json: bool) -> None:
@@ -129,16 +147,18 @@ def _report(summary: dict, as_json: bool) -> None:
 def run_deploy(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from simreal.deploy.runtime import RuntimeConfig, StartRefused, deploy
+    from simreal.deploy.runtime import RuntimeConfig, deploy
     from simreal.deploy.safety import SafetyConfig
-    from simreal.export.contract import BundleError
+    from simreal.errors import UserError
 
-    if args.command_stream and args.command_timeout <= 0:
-        print("error: --command-timeout must be > 0", file=sys.stderr)
-        return 2
     cfg = RuntimeConfig(soft_start_s=args.soft_start, pipelined=args.pipelined, truth_every=args.truth_every,
-                        clear_errors=args.clear_errors,
+                        clear_errors=args.clear_errors, reset_sim=args.reset_sim,
                         safety=dataclasses.replace(SafetyConfig(), command_timeout_s=args.command_timeout))
+    # Until the runtime takes the signals over (and after it gives them back), SIGTERM is a Ctrl-C:
+    # loading the bundle or opening the port is cut short with one line, not a silent kill.
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _sigterm_is_ctrl_c)
     try:
         summary, _ = deploy(args.bundle, args.port, duration_s=args.duration or None, rate_hz=args.rate,
                             log_path=args.log, command=args.command,
@@ -147,9 +167,16 @@ def run_deploy(args: argparse.Namespace) -> int:
                             realtime=args.realtime,
                             confirm=(lambda info: True) if args.yes else _confirm,
                             notify=lambda s: print(s, file=sys.stderr))
-    except (StartRefused, BundleError, ValueError) as exc:
+    except UserError as exc:           # StartRefused (2), StartInterrupted (130), BundleError, ...
         print(f"simreal deploy: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except KeyboardInterrupt:          # before the runtime started (once torque is on it does a safe stop)
+        print("simreal deploy: interrupted before torque on: torque was never on, nothing moved",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     _report(summary, args.json)
     return exit_code(summary)
 

@@ -47,14 +47,43 @@ def train_and_export(robot: str, timesteps: str, out_root: Path, say) -> Path:
     return bundle
 
 
+def _mps(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} m/s"
+
+
+def speeds(summary: dict) -> dict:
+    """commanded_vx (the policy's command) and achieved_vx (mock ground truth: forward m / policy s)."""
+    cmd = summary.get("command")
+    policy_s = summary.get("policy_s") or 0.0
+    fwd = summary.get("forward_m")
+    return {"commanded_vx": None if not cmd else round(float(cmd[0]), 4),
+            "achieved_vx": round(fwd / policy_s, 4) if fwd is not None and policy_s > 0 else None}
+
+
+def verdict(summary: dict) -> str:
+    """One line: walked / FELL / stopped by safety, with the distance and the speeds."""
+    fwd, got, cmd = summary.get("forward_m"), summary.get("achieved_vx"), summary.get("commanded_vx")
+    speed = (f" at {_mps(got)}" if got is not None else "") + (f" (commanded {_mps(cmd)})" if cmd is not None else "")
+    walked = f"{fwd:.2f} m forward{speed}" if fwd is not None else "distance unknown (no ground truth)"
+    stops = summary.get("safe_stops") or []
+    fell = summary.get("fallen") or (summary.get("mock") or {}).get("falls", 0) > 0
+    if fell:
+        why = f"; safety stop: {stops[0]['cause']} ({stops[0]['detail']})" if stops else ""
+        return f"FELL after {summary.get('policy_s', 0):.1f} s of policy, {walked}{why}"
+    if stops:
+        return f"stopped by safety: {stops[0]['cause']} ({stops[0]['detail']}) after {walked}"
+    return f"walked {walked}, no safety stop"
+
+
 def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal", seed: int = 0,
          bundle: str | None = None, command: str | None = None, train_first: bool = False, timesteps: str = "3e5",
          log_path: str | None = None, plot_dir: str | None = None, as_json: bool = False,
          realtime: bool = True) -> int:
     from simreal.deploy.cli import _report, exit_code
-    from simreal.deploy.mock_robot import MockError, spawn
-    from simreal.deploy.runtime import RuntimeConfig, StartRefused, deploy, raised_priority
-    from simreal.export.contract import BundleError, read_contract
+    from simreal.deploy.mock_robot import spawn
+    from simreal.deploy.runtime import RuntimeConfig, deploy, raised_priority
+    from simreal.errors import UserError
+    from simreal.export.contract import read_contract
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -66,7 +95,7 @@ def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal"
         else:
             path = Path(bundle) if bundle else shipped_bundle(robot)
         mock_robot = read_contract(path).robot    # the mock plays the robot the policy was trained for
-    except (FileNotFoundError, RuntimeError, BundleError) as exc:
+    except (FileNotFoundError, RuntimeError, UserError) as exc:
         say(f"simreal demo: {exc}")
         return 2
     log_path = log_path or f"runs/demo/deploy-{stamp}.jsonl"
@@ -76,15 +105,22 @@ def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal"
             if realtime:     # the mock is the robot's firmware: it gets real-time priority too
                 stack.enter_context(raised_priority(mock.proc.pid))
             say(f"mock {mock_robot} on {mock.port} (gap {gap}); deploying {path} for {seconds:g} s")
+            # --reset-sim: the mock stands at its default pose before pre-flight, whatever came before
             summary, _ = deploy(str(path), mock.port, duration_s=seconds, log_path=log_path, command=command,
-                                config=RuntimeConfig(), realtime=realtime, notify=say)
+                                config=RuntimeConfig(reset_sim=True), realtime=realtime, notify=say)
             report = mock.report()
-    except (StartRefused, BundleError, MockError, ValueError) as exc:
+    except UserError as exc:       # StartRefused, StartInterrupted (130), BundleError, MockError, ...
         say(f"simreal demo: {exc}")
-        return 2
+        return exc.exit_code
     summary["mock"] = {k: report[k] for k in ("falls", "watchdog_trips") if k in report}
     summary["wall_s"] = round(time.monotonic() - t0, 2)
+    summary.update(speeds(summary))
+    summary["verdict"] = verdict(summary)
     _report(summary, as_json)
+    if not as_json:
+        cmd, got = summary.get("commanded_vx"), summary.get("achieved_vx")
+        print(f"speed: commanded {_mps(cmd)}, achieved {_mps(got)} (forward distance / policy time)")
+        print(f"verdict: {summary['verdict']}")
     if plot_dir:
         from simreal.deploy.logplot import plot_log
 

@@ -264,10 +264,21 @@ def open_port(url: str, config: LinkConfig) -> Any:
                                      write_timeout=config.write_timeout_s, exclusive=config.exclusive)
     except serial.SerialException as exc:
         if getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "lock" in str(exc):
-            raise PortBusy(f"port {url} is in use by another process ({exc})") from exc
-        raise PortError(f"cannot open port {url}: {exc}") from exc
+            raise PortBusy(f"port {url} is in use by another process (another deploy, a serial console?): "
+                           "close it first") from exc
+        raise PortError(f"cannot open port {url}: {_why(exc)}") from exc
     except (OSError, ValueError) as exc:
-        raise PortError(f"cannot open port {url}: {exc}") from exc
+        raise PortError(f"cannot open port {url}: {_why(exc)}") from exc
+
+
+def _why(exc: BaseException) -> str:
+    """The OS's reason ("No such file or directory") rather than pyserial's nested message."""
+    code = getattr(exc, "errno", None)
+    if not (isinstance(code, int) and code > 0):
+        return str(exc)
+    hint = {errno.ENOENT: " (is the robot connected? `simreal mock-robot` prints a mock's port)",
+            errno.EACCES: " (is your user in the port's group, e.g. dialout?)"}.get(code, "")
+    return os.strerror(code) + hint
 
 
 # After a damaged frame, wait this fraction of the attempt's timeout for the real reply before retrying.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("robot", nargs="?", default="quadruped", help="robot name or folder (default quadruped)")
@@ -19,16 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lockstep", action="store_true",
                    help="no real-time clock: each COMMAND advances exactly one control period "
                         "(deterministic, for unit tests); the watchdog is off")
-    p.add_argument("--watchdog-ms", type=int, default=200,
+    p.add_argument("--watchdog-ms", type=nonnegative_int, default=200,
                    help="damp, then torque off, when no valid request arrives for this long while torque "
                         "is on (0 = no watchdog; default 200)")
-    p.add_argument("--watchdog-damp", type=float, default=0.3, metavar="S",
+    p.add_argument("--watchdog-damp", type=nonnegative_float, default=0.3, metavar="S",
                    help="seconds of DAMP before the watchdog turns torque off (default 0.3)")
-    p.add_argument("--link-timeout", type=float, default=None, metavar="S",
+    p.add_argument("--link-timeout", type=positive_float, default=None, metavar="S",
                    help="the host's reply timeout that late=P:F multiplies (default robot.yaml serial.timeout)")
     p.add_argument("--uncalibrated", action="store_true",
                    help="report no joint calibration: TORQUE on is refused (FAULTS D4)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="exit by itself after S seconds")
+    p.add_argument("--duration", type=positive_float, default=None, metavar="S", help="exit by itself after S seconds")
     p.add_argument("--link-file", default=None, metavar="PATH", help="also write the port path here (atomic)")
     p.add_argument("--report", default=None, metavar="PATH",
                    help="write the JSON report (injected faults, counters, ground truth) here on exit")

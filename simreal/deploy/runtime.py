@@ -23,6 +23,7 @@ import signal
 import threading
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -31,14 +32,24 @@ from simreal.deploy import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.clock import Clock, MonotonicClock
 from simreal.deploy.driver import (LINK_ERRORS, DeviceFault, Driver, DriverError, JointMismatch, LinkConfig,
-                                   LinkLost, RemoteError)
+                                   LinkLost, PortError, RemoteError)
 from simreal.deploy.runlog import RunLogWriter
 from simreal.robot.observation import ObservationBuilder, RobotState
-from simreal.errors import UserError
+from simreal.errors import EXIT_INTERRUPTED, UserError
 
 
 class StartRefused(UserError, RuntimeError):
     """The run did not start; torque was never enabled. The message says which field or check."""
+
+
+class CommandError(UserError, ValueError):
+    """--command is not vx=NUMBER,yaw=NUMBER with finite numbers (exit 2; still a ValueError)."""
+
+
+class StartInterrupted(StartRefused):
+    """Ctrl-C / SIGTERM before torque on (handshake, pre-flight, the operator prompt): exit 130."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class PolicyLike(Protocol):
@@ -119,6 +130,7 @@ class RuntimeConfig:
     truth_every: int = 5                  # simulated robots: ground truth every N cycles (0 = ends only)
     handle_signals: bool = True           # SIGINT/SIGTERM -> safe stop (main thread only)
     clear_errors: bool = False            # send CLEAR_ERRORS before start (the explicit reset)
+    reset_sim: bool = False               # simulated robots: SIM_RESET to the default pose before pre-flight
     pipelined: bool = False               # one transaction per cycle: observe the previous COMMAND's reply
     transaction_budget_s: float | None = None   # one transaction, retries included; None: 0.4 of the
                                                 # period (0.8 pipelined), so a cycle's transactions fit
@@ -218,6 +230,8 @@ class Runtime:
         self.cycle = 0
         self.end_reason = ""
         self._signal: str | None = None
+        self._interruptible = False       # a signal now raises StartInterrupted (before TORQUE 1 is sent)
+        self._policy_slots: tuple[int, int] | None = None    # first and last deadline slot of the policy phase
         self._command_timed_out = False
 
     # ---- public
@@ -241,7 +255,8 @@ class Runtime:
                 self._start()
                 self._loop()
             except StartRefused as exc:
-                self._event("start_refused", reason=str(exc))
+                self._event("start_interrupted" if isinstance(exc, StartInterrupted) else "start_refused",
+                            reason=str(exc))
                 if self.torque_enabled:       # refused after torque (maybe) came on: make it safe anyway
                     self._trip(S.START_REFUSED, str(exc))
                     self._finish()
@@ -275,8 +290,23 @@ class Runtime:
             d.config = cfg
 
     def _start(self) -> None:
-        with self._relaxed_link():
-            self._start_inner()
+        self._interruptible = True
+        try:
+            with self._relaxed_link():
+                self._start_inner()
+        except KeyboardInterrupt:           # Ctrl-C outside our handler (e.g. a confirm callback)
+            if self.torque_enabled:
+                raise
+            raise StartInterrupted(self._interrupted_message("KeyboardInterrupt")) from None
+        finally:
+            self._interruptible = False
+
+    def _interrupted_message(self, why: str) -> str:
+        return f"interrupted ({why}) before torque on: torque was never on, nothing moved"
+
+    def _check_interrupt(self) -> None:
+        if self._signal:
+            raise StartInterrupted(self._interrupted_message(self._signal))
 
     def _start_inner(self) -> None:
         d, cfg = self.driver, self.config
@@ -294,6 +324,16 @@ class Runtime:
             raise StartRefused("the bundle does not match the robot; torque stays off:\n  " + "\n  ".join(problems))
         self._event("handshake", robot=info.robot_name, joints=list(info.joint_names), firmware=info.firmware,
                     watchdog_ms=info.watchdog_ms, simulated=info.simulated, capabilities=info.capabilities)
+        self._check_interrupt()
+        if cfg.reset_sim:
+            if not info.simulated:
+                raise StartRefused(f"--reset-sim is for simulated robots only: robot {info.robot_name!r} "
+                                   "is not simulated; torque stays off")
+            try:
+                d.reset()
+            except (DriverError, P.ProtocolError) as exc:
+                raise StartRefused(f"--reset-sim: the simulated robot did not reset: {exc}") from exc
+            self._event("sim_reset", reason="--reset-sim: default pose, standing")
         try:
             if cfg.clear_errors:
                 try:
@@ -316,8 +356,12 @@ class Runtime:
             self._event("start_outside_limits", detail=outside)
         if info.simulated:
             self.truth_start = self._truth_or_none()
+        self._check_interrupt()
         if self.confirm is not None and not self.confirm(info):
+            self._check_interrupt()
             raise StartRefused("the operator did not confirm the start")
+        self._check_interrupt()
+        self._interruptible = False       # from here a signal is a safe stop (TORQUE 1 may be on the wire)
         try:
             state = d.enable_torque()
         except RemoteError as exc:        # refused outright (not calibrated, fault latched): torque is off
@@ -399,6 +443,8 @@ class Runtime:
             kp = kd = None
             action = None
             if phase == "policy":
+                first = self._policy_slots[0] if self._policy_slots else slot
+                self._policy_slots = (first, slot)
                 out = self._policy_targets(rs, rec, timing)
                 if out is None:
                     return
@@ -618,6 +664,15 @@ class Runtime:
 
     # ---- signals
 
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Before TORQUE 1 goes out: abort the start at once (a prompt's input() included); after: a
+        request for the safe stop, taken at the loop's next check."""
+        name = signal.Signals(signum).name
+        self.request_stop(name)
+        if self._interruptible and not self.torque_enabled:
+            self._interruptible = False
+            raise StartInterrupted(self._interrupted_message(name))
+
     def _signals(self):
         runtime = self
 
@@ -626,7 +681,7 @@ class Runtime:
                 self.old = {}
                 if runtime.config.handle_signals and threading.current_thread() is threading.main_thread():
                     for sig in (signal.SIGINT, signal.SIGTERM):
-                        self.old[sig] = signal.signal(sig, lambda s, f: runtime.request_stop(signal.Signals(s).name))
+                        self.old[sig] = signal.signal(sig, runtime._on_signal)
 
             def __exit__(self, *exc):
                 for sig, handler in self.old.items():
@@ -658,6 +713,8 @@ class Runtime:
             "policy_calls": st.policy_calls,
             "commands_sent": st.commands_sent,
             "end": self.end_reason,
+            "policy_s": (round((self._policy_slots[1] - self._policy_slots[0] + 1) * self.period, 4)
+                         if self._policy_slots else 0.0),
             "safe_stops": [{"cause": t.cause, "detail": t.detail, "t": round(t.t, 4), "cycle": t.cycle}
                            for t in self.latch.trips],
             "stop": self.stop_result,
@@ -706,7 +763,10 @@ def parse_command(text: str | None, plan: DeployPlan) -> tuple[float, float]:
     """'vx=0.4,yaw=0.1' (either key optional) -> (vx, yaw); missing keys take the plan's default."""
     from simreal.robot.command import parse_command as parse
 
-    return parse(text, plan.default_command)
+    try:
+        return parse(text, plan.default_command)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def stream_commands(watch: S.CommandWatch, clock: Clock, lines) -> threading.Thread:
@@ -767,6 +827,61 @@ def default_log_path(robot: str) -> str:
     return f"runs/deploy/{robot}-{_time.strftime('%Y%m%d-%H%M%S')}.jsonl"
 
 
+def check_arguments(duration_s: float | None, rate_hz: float | None, cfg: RuntimeConfig) -> None:
+    """Refuse numbers no run can use (NaN, infinite, negative), naming the flag: before anything is opened."""
+    def finite(v: Any) -> bool:
+        try:
+            return math.isfinite(float(v))
+        except (TypeError, ValueError):
+            return False
+
+    checks = [("--duration", duration_s, duration_s is None or (finite(duration_s) and duration_s >= 0), ">= 0"),
+              ("--rate", rate_hz, rate_hz is None or (finite(rate_hz) and rate_hz > 0), "> 0"),
+              ("--soft-start", cfg.soft_start_s, finite(cfg.soft_start_s) and cfg.soft_start_s > 0, "> 0"),
+              ("--command-timeout", cfg.safety.command_timeout_s,
+               cfg.safety.command_timeout_s is None or (finite(cfg.safety.command_timeout_s)
+                                                        and cfg.safety.command_timeout_s > 0), "> 0"),
+              ("--truth-every", cfg.truth_every, isinstance(cfg.truth_every, int) and cfg.truth_every >= 0, ">= 0"),
+              ("control period", cfg.period_s, cfg.period_s is None or (finite(cfg.period_s) and cfg.period_s > 0),
+               "> 0")]
+    for flag, value, ok, want in checks:
+        if not ok:
+            raise StartRefused(f"{flag} must be a finite number {want}, got {value!r}; torque stays off")
+
+
+def check_log_path(path: str | Path) -> Path:
+    """The run log can be written: the file (if it exists) is a writable file, and its folder exists
+    and is writable or can be created below a writable one. Leaves nothing behind.
+
+    Writability is probed for real (an unnamed temporary file in the nearest existing folder):
+    os.access says yes to root for folders nobody can create files in (/proc, read-only mounts)."""
+    import os
+    import tempfile
+
+    p = Path(path)
+    if p.is_dir():
+        raise StartRefused(f"--log {p}: is a folder, not a file; torque stays off")
+    if p.exists():
+        try:
+            with open(p, "a"):
+                pass
+        except OSError as exc:
+            raise StartRefused(f"--log {p}: not writable ({exc.strerror or exc}); torque stays off") from None
+        return p
+    probe = p.parent if str(p.parent) else Path(".")
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise StartRefused(f"--log {p}: cannot create its folder ({probe} is not a folder); torque stays off")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise StartRefused(f"--log {p}: cannot write in {probe} ({exc.strerror or exc}); "
+                           "torque stays off") from None
+    return p
+
+
 def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: float | None = None,
            log_path: str | None = None, command: str | None = None, command_stream=None,
            config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False, backend: str = "auto",
@@ -781,25 +896,27 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     realtime: raise this process's scheduling priority for the run (raise_priority).
     """
     import dataclasses as _dc
-    import platform
-    import time as _time
 
     from simreal.deploy.driver import LinkConfig, SerialDriver
     from simreal.deploy.policy import Policy
+    from simreal.robot.spec import RobotSpecError, load_robot
 
+    # 1. arguments, then the bundle: nothing is opened yet
+    cfg = config or RuntimeConfig()
+    check_arguments(duration_s, rate_hz, cfg)
+    cfg = _dc.replace(cfg, duration_s=duration_s, period_s=(1.0 / rate_hz) if rate_hz else cfg.period_s)
     policy = Policy.load(bundle, allow_hash_mismatch=allow_hash_mismatch, backend=backend)
     for w in policy.warnings:
         notify(f"warning: {w}")
     spec = None
     try:
-        from simreal.robot.spec import load_robot
-
         spec = load_robot(policy.contract.robot, check_mjcf=False)
-    except (KeyError, ValueError):
+    except RobotSpecError as exc:       # installed but broken: its limits cannot be trusted, so no run
+        raise StartRefused(f"robot {policy.contract.robot!r} is installed here but its description is "
+                           f"broken ({exc}); fix it, torque stays off") from None
+    except KeyError:                    # UnknownRobot: not installed here
         notify(f"robot {policy.contract.robot!r} is not installed here: limits come from the bundle alone")
     plan = plan_from_contract(policy.contract, spec)
-    cfg = config or RuntimeConfig()
-    cfg = _dc.replace(cfg, duration_s=duration_s, period_s=(1.0 / rate_hz) if rate_hz else cfg.period_s)
     period = cfg.period_s or plan.period
     if abs(period - plan.period) > 1e-9:
         notify(f"warning: running at {1 / period:g} Hz; the policy was trained at {1 / plan.period:g} Hz")
@@ -812,13 +929,39 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     serial_timeout = spec.serial.timeout if spec is not None else budget
     baud = spec.serial.baudrate if spec is not None else 1_000_000
     link = link or LinkConfig(baudrate=baud, timeout_s=min(serial_timeout, budget), retries=2, budget_s=budget)
+    # 2. the log can be written (created only once the port is open)
+    log_path = str(log_path or default_log_path(plan.robot))
+    check_log_path(log_path)
+    # 3. the port
     driver = SerialDriver(port, joint_names=plan.joint_names, config=link)
+    try:
+        driver.connect()
+    except PortError as exc:
+        raise StartRefused(f"{exc}; torque stays off") from None
+    try:
+        return _deploy_on(driver, policy, plan, cfg, bundle=bundle, port=port, log_path=log_path, link=link,
+                          command=(vx, yaw), clamped=tuple(map(float, clamped)), command_stream=command_stream,
+                          period=period, confirm=confirm,
+                          policy_wrapper=policy_wrapper, on_cycle=on_cycle, realtime=realtime)
+    finally:
+        driver.close()
+
+
+def _deploy_on(driver: Any, policy: Any, plan: DeployPlan, cfg: RuntimeConfig, *, bundle: str, port: str,
+               log_path: str, link: Any, command: tuple[float, float], clamped: tuple[float, ...],
+               command_stream, period: float,
+               confirm, policy_wrapper, on_cycle, realtime: bool) -> tuple[dict, str]:
+    """deploy() once the port is open: the run log, then the Runtime."""
+    import dataclasses as _dc
+    import platform
+    import time as _time
+
+    vx, yaw = command
     clock = MonotonicClock()
     watch = S.CommandWatch((vx, yaw), cfg.safety.command_timeout_s if command_stream is not None else None,
                            now=clock.now())
     if command_stream is not None:
         stream_commands(watch, clock, command_stream)
-    log_path = log_path or default_log_path(plan.robot)
     # Warm the inference session up before anything moves: the first call allocates.
     for _ in range(3):
         policy.infer(np.zeros(policy.obs_dim, np.float32))
@@ -831,8 +974,12 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
               "training": {"algo": policy.contract.training.algo, "timesteps": policy.contract.training.timesteps},
               "started": _time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
               "python": platform.python_version()}
-    log = RunLogWriter(log_path, header)
+    try:
+        log = RunLogWriter(log_path, header)
+    except OSError as exc:
+        raise StartRefused(f"--log {log_path}: {exc.strerror or exc}; torque stays off") from None
     stack = contextlib.ExitStack()
+    priority = "unchanged"
     try:
         priority = stack.enter_context(raised_priority()) if realtime else "unchanged"
         log.event("priority", got=priority)
@@ -846,4 +993,5 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
         log.close()
     summary["log"] = log_path
     summary["priority"] = priority
+    summary["command"] = list(clamped)      # what the policy was asked for (a stream: its first value)
     return summary, log_path

@@ -84,7 +84,7 @@ def _env(player: Player, command: tuple[float, float] | None, randomize: bool, *
 def render_clip(target: str, out: str, *, seconds: float = 10.0, seed: int = 0, policy: str = "zero",
                 command: tuple[float, float] | None = None, randomize: bool = False,
                 width: int | None = None, height: int | None = None, fps: int | None = None,
-                overlay: bool = True) -> dict:
+                overlay: bool = True, shadows: bool = False) -> dict:
     """Write `seconds` of the target playing to `out`; returns what was written."""
     from simreal.envs.gl import choose_gl_backend
     from simreal.envs.video import FrameRecorder, VideoSettings, check_output
@@ -94,7 +94,8 @@ def render_clip(target: str, out: str, *, seconds: float = 10.0, seed: int = 0, 
     settings = VideoSettings(width or d.width, height or d.height, fps or d.fps, overlay)
     backend = choose_gl_backend()
     player = load_player(target, policy=policy, seed=seed)
-    env = _env(player, command, randomize, render_mode="rgb_array", **settings.env_kwargs())
+    env = _env(player, command, randomize, render_mode="rgb_array", render_shadows=shadows,
+               **settings.env_kwargs())
     t0 = time.monotonic()
     steps = int(round(seconds / env.unwrapped.dt))
     print(f"rendering {seconds:g} s of {player.label} at {settings.width}x{settings.height}, "
