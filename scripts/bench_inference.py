@@ -62,8 +62,8 @@ def fresh_bundle(out: Path) -> Path:
 
 
 def measure(bundle: Path, calls: int, rounds: int) -> dict[str, dict]:
-    from simreal.deploy.policy import Policy
-    from simreal.export.contract import load_arrays
+    from simreal.bundle.policy import Policy
+    from simreal.bundle.contract import load_arrays
     from simreal.export.parity import latency_us
 
     policies = {b: Policy.load(bundle, backend=b) for b in ("onnxruntime", "numpy")}
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from _bench_md import machine_line, publish
 
-    from simreal.export.bundle import is_bundle
+    from simreal.bundle.contract import is_bundle
 
     note = ""
     tmp = None
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         note = ("Measured on a freshly initialised policy with the shipped quadruped PPO network "
                 "shape (assets/policies/quadruped did not exist yet); latency depends on the "
                 "shape, not on the weights.")
-    from simreal.export.contract import read_contract
+    from simreal.bundle.contract import read_contract
 
     c = read_contract(bundle)
     sizes = [c.obs_dim] + [layer.out_features for layer in c.network.layers]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_md import command_line, machine_line, p50_p99_max, publish  # noqa: E402
 
-from simreal.deploy import protocol as P  # noqa: E402
+from simreal import protocol as P  # noqa: E402
 from simreal.deploy.driver import LinkConfig, SerialDriver  # noqa: E402
 
 

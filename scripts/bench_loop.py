@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_md import command_line, machine_line, p50_p99_max, publish  # noqa: E402
 
-from simreal.deploy import protocol as P  # noqa: E402
+from simreal import protocol as P  # noqa: E402
 from simreal.deploy.driver import LinkConfig, SerialDriver  # noqa: E402
-from simreal.deploy.mock_robot import spawn  # noqa: E402
+from simreal.mock.process import spawn  # noqa: E402
 from simreal.deploy.runtime import RuntimeConfig, deploy, raised_priority  # noqa: E402
 from simreal.deploy.safety import SafetyConfig  # noqa: E402
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args(argv)
     if args.bundle is None:
-        from simreal.deploy.demo import shipped_bundle
+        from simreal.demo import shipped_bundle
 
         args.bundle = str(shipped_bundle())
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as d:

@@ -1,16 +1,10 @@
-"""simreal: train legged-robot policies in MuJoCo, export them, run them over a serial link."""
+"""simreal: train legged-robot policies in MuJoCo, export them, run them over a serial link.
+
+`import simreal` is light (no torch, mujoco or gymnasium): a robot computer with only the runtime
+installed imports it too. The Gymnasium ids `simreal/<Robot>-v0` are registered by
+`import simreal.envs` (which needs the `sim` extra), or without any import through Gymnasium's
+module form: `gymnasium.make("simreal.envs:simreal/Quadruped-v0")`.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
-
-
-def _register_envs() -> None:
-    # Importing simreal makes `gymnasium.make("simreal/Quadruped-v0")` work.
-    try:
-        from simreal.envs.registration import register_all
-    except ImportError:  # gymnasium missing: the deploy-only install path still imports.
-        return
-    register_all()
-
-
-_register_envs()

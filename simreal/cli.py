@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from simreal.errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, MissingDependency,
-                            UserError)
+                            UserError, missing_extra)
 
 # Order here is the order in `simreal --help`, and it follows the data flow.
 COMMAND_MODULES = [
@@ -22,7 +22,9 @@ COMMAND_MODULES = [
     "simreal.train.cli",     # train, eval
     "simreal.algos.cli",     # study
     "simreal.export.cli",    # export
-    "simreal.deploy.cli",    # mock-robot, deploy, demo, log
+    "simreal.mock.cli",      # mock-robot
+    "simreal.deploy.cli",    # deploy, log
+    "simreal.demo",          # demo: mock robot + deploy, the main job without hardware
 ]
 
 
@@ -65,6 +67,8 @@ def _add_debug_flag(sub: argparse._SubParsersAction) -> None:
 def report_error(command: str, exc: BaseException) -> int:
     """One line for an error that escaped a command, and its exit code (see simreal.errors)."""
     prefix = f"simreal {command}" if command else "simreal"
+    if isinstance(exc, ModuleNotFoundError) and missing_extra(exc) is not None:
+        exc = missing_extra(exc)
     if isinstance(exc, (UserError, MissingDependency)):
         print(f"{prefix}: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -24,9 +24,28 @@ class UserError(Exception):
 
 
 class MissingDependency(Exception):
-    """A system library (not a Python package) is missing: the message says what to install. Exit 3."""
+    """A system library, or an optional Python package, is missing: the message says what to install. Exit 3."""
 
     exit_code = EXIT_MISSING_DEPENDENCY
+
+
+# Python packages that only an extra installs: `pip install simreal` is the runtime alone
+# (deploy, export --check); a command that needs more says which extra brings it (exit 3).
+EXTRA_OF_MODULE = {
+    "mujoco": "sim", "gymnasium": "sim", "imageio": "sim", "imageio_ffmpeg": "sim", "tqdm": "sim",
+    "torch": "train", "stable_baselines3": "train", "sb3_contrib": "train", "onnx": "train",
+    "tensorboard": "train", "matplotlib": "plot", "ray": "sweep", "optuna": "sweep",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> MissingDependency | None:
+    """A MissingDependency naming the extra that installs `exc`'s module, if an extra does."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return MissingDependency(f"needs the Python package {top!r}, which this install lacks: "
+                             f"pip install 'simreal[{extra}]' (or 'simreal[all]')")
 
 
 def require_finite(value: float, what: str) -> float:

@@ -18,7 +18,7 @@ import time
 import tty
 from typing import Callable
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 
 QUAD_JOINTS = tuple(f"{leg}_{part}" for leg in ("FL", "FR", "RL", "RR") for part in ("hip", "thigh", "calf"))
 

@@ -6,8 +6,6 @@ Deploy's rows are in test_deploy_cli.py, rendering's in test_render.py.
 """
 from __future__ import annotations
 
-import io
-import re
 import shutil
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """The one CLI: help lists the subcommands; robots, rollout, render behave as documented."""
 import json
-import os
 import subprocess
 import sys
 import zipfile

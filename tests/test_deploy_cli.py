@@ -24,13 +24,13 @@ import yaml
 
 from conftest import ROOT, assert_clean_error, run_simreal
 from serial_fake_robot import FakeRobot, received_of
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.driver import LinkConfig, SerialDriver
 from simreal.deploy.runlog import read_log
 from simreal.deploy.runtime import RuntimeConfig, StartInterrupted, StartRefused, deploy
 
-mock_robot = pytest.importorskip("simreal.deploy.mock_robot")
+mock_robot = pytest.importorskip("simreal.mock.process")
 BUNDLE = str(ROOT / "assets" / "policies" / "quadruped")
 pytestmark = pytest.mark.skipif(not (Path(BUNDLE) / "policy.json").is_file(),
                                 reason="assets/policies/quadruped is not shipped")
@@ -287,7 +287,7 @@ def test_reset_sim_is_refused_on_hardware(mock, tmp_path, monkeypatch):
 def test_demo_json_has_speeds_and_verdict(capsys, tmp_path):
     import json
 
-    from simreal.deploy.demo import demo
+    from simreal.demo import demo
 
     rc = demo(seconds=1.0, as_json=True, realtime=False, log_path=str(tmp_path / "demo.jsonl"))
     out = json.loads(capsys.readouterr().out)
@@ -306,7 +306,7 @@ def test_demo_json_has_speeds_and_verdict(capsys, tmp_path):
       "safe_stops": [{"cause": "link_lost", "detail": "port gone"}]}, "stopped by safety: link_lost"),
 ])
 def test_demo_verdict_line(summary, start):
-    from simreal.deploy.demo import speeds, verdict
+    from simreal.demo import speeds, verdict
 
     s = summary | speeds(summary)
     assert verdict(s).startswith(start), verdict(s)

@@ -9,7 +9,7 @@ import serial
 from hypothesis import given, settings, strategies as st
 
 from serial_fake_robot import QUAD_JOINTS, FakeRobot, received_of
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 from simreal.deploy.driver import (DeviceFault, Driver, DriverError, HandshakeError, JointMap, JointMismatch,
                                    LinkConfig, LinkLost, LinkTimeout, NotSupported, PortBusy, PortError,
                                    RemoteError, SerialDriver, WriteTimeout, open_port)

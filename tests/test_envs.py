@@ -6,7 +6,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import simreal  # noqa: F401  (registers simreal/<Robot>-v0)
 from simreal.envs import rewards
 from simreal.envs.locomotion import LocomotionEnv
 from simreal.envs.registration import env_id, make_env
@@ -28,6 +27,32 @@ def test_registered_ids_make_after_import(robot):
     obs, info = env.reset(seed=1)
     assert env.observation_space.contains(obs)
     assert "randomization" in info
+
+
+def test_gymnasium_module_form_registers_from_a_bare_interpreter():
+    """`import simreal` stays light; Gymnasium's "module:id" form imports simreal.envs, which registers."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gymnasium as gym, simreal\n"
+            "assert 'simreal/Quadruped-v0' not in gym.registry and 'mujoco' not in sys.modules\n"
+            "env = gym.make('simreal.envs:simreal/Quadruped-v0')\n"
+            "obs, _ = env.reset(seed=0)\n"
+            "print(obs.shape[0], type(env.unwrapped).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[1] == "LocomotionEnv"
+
+
+def test_mujoco_model_and_data_where_gymnasium_tools_look():
+    env = gym.make(env_id("quadruped"))
+    env.reset(seed=0)
+    u = env.unwrapped
+    assert u.model is u.sim.model and u.data is u.sim.data
+    before = u.data.qpos.copy()
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    assert not np.allclose(before, u.data.qpos)       # the data the env steps, not a copy
 
 
 def test_random_rollout_1000_steps_finite_no_warnings(robot):

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from simreal.deploy import Policy
-from simreal.export.bundle import (ExportError, export_bundle, is_bundle, policy_source,
-                                   record_observations, training_fields, training_run_of)
+from simreal.bundle.contract import is_bundle
+from simreal.export.bundle import ExportError, export_bundle, record_observations, training_fields
+from simreal.train.layout import policy_source, training_run_of
 from simreal.export.extract import UnsupportedPolicy, mlp_from_actor
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import layout_for
@@ -135,7 +136,7 @@ def test_onnx_graph_is_documented(ppo_bundle):
 
 def test_evaluate_bundle_matches_evaluating_the_run(trained_ppo, ppo_bundle):
     """`eval` on a bundle gives the figures `eval` on the training policy gives (same seeds)."""
-    from simreal.export.bundle import evaluate_bundle
+    from simreal.train.evaluate import evaluate_bundle
     from simreal.train.envs import make_single
     from simreal.train.evaluate import predictor, run_episodes
 

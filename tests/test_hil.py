@@ -18,9 +18,9 @@ from simreal.deploy.driver import LinkConfig
 from simreal.deploy.runlog import read_log
 from simreal.deploy.runtime import RuntimeConfig, deploy
 
-mock_robot = pytest.importorskip("simreal.deploy.mock_robot")
+mock_robot = pytest.importorskip("simreal.mock.process")
 try:
-    from simreal.deploy.demo import shipped_bundle
+    from simreal.demo import shipped_bundle
     SHIPPED = shipped_bundle()
 except FileNotFoundError:
     SHIPPED = None
@@ -147,7 +147,7 @@ def test_nan_action_never_reaches_the_wire(bundle, tmp_path):
 
 def test_demo_runs_in_real_time_and_prints_the_summary(bundle, tmp_path, capsys):
     """`simreal demo`'s code path: real-time mock, real-time loop, JSON summary."""
-    from simreal.deploy.demo import demo
+    from simreal.demo import demo
 
     rc = demo(seconds=1.0, bundle=bundle, log_path=str(tmp_path / "demo.jsonl"), as_json=True)
     out = capsys.readouterr().out
@@ -163,7 +163,7 @@ def test_demo_spawns_the_mock_for_the_bundles_robot(tmp_path, capsys):
     """A biped bundle gets a biped mock (10 joints mapped by name), not the default quadruped."""
     import json
 
-    from simreal.deploy.demo import demo
+    from simreal.demo import demo
 
     biped = untrained_bundle("biped", tmp_path / "biped")
     rc = demo(seconds=0.5, bundle=biped, log_path=str(tmp_path / "demo.jsonl"), as_json=True)
@@ -182,7 +182,7 @@ def test_sigkill_of_the_host_leaves_the_robot_to_its_watchdog(bundle, tmp_path):
     import time
 
     from simreal.deploy.driver import SerialDriver
-    from simreal.deploy import protocol as P
+    from simreal import protocol as P
 
     child = (f"import sys; from simreal.deploy.runtime import deploy\n"
              f"deploy({bundle!r}, sys.argv[1], duration_s=30, log_path={str(tmp_path / 'k.jsonl')!r}, realtime=True,\n"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import serial
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 from simreal.deploy.driver import LinkConfig, LinkLost, LinkTimeout, SerialDriver
-from simreal.deploy.mock_robot import MockError, spawn
+from simreal.mock.process import MockError, spawn
 from simreal.robot.spec import load_robot
 
 QUAD = load_robot("quadruped")
@@ -193,9 +193,9 @@ def test_stall_times_out_then_disconnect_raises_link_lost():
 
 
 def test_lockstep_is_deterministic_for_a_seed():
-    from simreal.deploy.faults import parse_faults
-    from simreal.deploy.gap import load_gap
-    from simreal.deploy.mock_robot import MockRobot, RobotOptions
+    from simreal.mock.faults import parse_faults
+    from simreal.mock.gap import load_gap
+    from simreal.mock.robot import MockRobot, RobotOptions
 
     targets = [tuple(QUAD.default_pose + 0.1 * np.sin(0.2 * k)) for k in range(40)]
     with spawn(seed=7, gap="worn", lockstep=True) as m:
@@ -231,8 +231,8 @@ def test_bad_arguments_fail_before_the_port_is_printed():
 def test_cli_registration_and_gap_listing(capsys):
     import argparse
 
-    from simreal.deploy import mock_cli
-    from simreal.deploy.mock_robot import run_from_args
+    from simreal.mock import cli as mock_cli
+    from simreal.mock.process import run_from_args
 
     parser = argparse.ArgumentParser()
     mock_cli.register(parser.add_subparsers())

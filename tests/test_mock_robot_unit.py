@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from simreal.deploy import protocol as P
-from simreal.deploy.faults import FaultSchedule, FaultSpecError, corrupt, parse_faults
-from simreal.deploy.gap import GapError, GapProfile, list_gaps, load_gap
-from simreal.deploy.mock_robot import MockRobot, RobotOptions
+from simreal import protocol as P
+from simreal.mock.faults import FaultSchedule, FaultSpecError, corrupt, parse_faults
+from simreal.mock.gap import GapError, GapProfile, list_gaps, load_gap
+from simreal.mock.robot import MockRobot, RobotOptions
 from simreal.robot.spec import load_robot
 
 QUAD = load_robot("quadruped")

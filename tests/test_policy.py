@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from simreal.deploy import Policy
-from simreal.deploy import policy as policy_mod
+from simreal.bundle import policy as policy_mod
 from simreal.export.bundle import export_bundle, training_fields
-from simreal.export.contract import (BundleError, Contract, ContractMismatch, ContractWarning,
+from simreal.bundle.contract import (BundleError, Contract, ContractMismatch, ContractWarning,
                                      file_ref, read_contract)
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import RobotState, builder_for, layout_for

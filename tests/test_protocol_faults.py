@@ -7,7 +7,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 from test_protocol_golden import GOLDEN
 
 FRAMES = [bytes.fromhex(g[3]) for g in GOLDEN]

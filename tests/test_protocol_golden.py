@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 
 S, F, C = P.Status, P.Fault, P.Capability
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.clock import FakeClock
 from simreal.deploy.driver import DeviceFault, LinkCounters, LinkLost, LinkTimeout

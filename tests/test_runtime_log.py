@@ -16,7 +16,7 @@ import pytest
 
 from simreal.deploy.runlog import RunLogWriter, read_log
 from simreal.deploy.runtime import StartRefused, contract_problems, parse_command, plan_from_contract
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 
 ROOT = Path(__file__).resolve().parents[1]
 

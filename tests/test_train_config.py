@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from simreal.train.config import (ConfigError, PPOParams, SACParams, config_dirs, dump_yaml,
-                                  load_resolved, parse_set, parse_value, resolve, schedule)
+                                  load_resolved, parse_set, resolve, schedule)
+from simreal.yamlfiles import parse_value
 
 SHIPPED = sorted((d.parent.name, d.stem) for root in config_dirs() for d in root.glob("*/*.yaml")
                  if d.stem in ("ppo", "sac"))   # other folders in configs/ belong to other tools

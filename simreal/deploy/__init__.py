@@ -12,6 +12,6 @@ __all__ = ["Policy"]
 
 def __getattr__(name: str) -> Any:
     if name == "Policy":
-        from simreal.deploy.policy import Policy
+        from simreal.bundle.policy import Policy   # the bundle loader lives in simreal.bundle
         return Policy
     raise AttributeError(f"module 'simreal.deploy' has no attribute {name!r}")

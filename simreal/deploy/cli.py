@@ -25,14 +25,6 @@ stop done; during the handshake or the prompt: torque never on)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    try:
-        from simreal.deploy import mock_cli
-    except ModuleNotFoundError as e:       # the mock is optional for the rest of deploy
-        if e.name != "simreal.deploy.mock_cli":
-            raise
-    else:
-        mock_cli.register(sub)
-
     p = sub.add_parser("deploy", help="run a policy bundle on a robot (or mock robot) over a serial port",
                        epilog=DEPLOY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Handshake, check the bundle against the robot, soft start, then run the "
@@ -70,29 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "onnxruntime", "numpy"], default="auto")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_deploy)
-
-    p = sub.add_parser("demo", help="no hardware: start the mock robot and walk the shipped quadruped policy "
-                                    "on it over a real serial link",
-                       description="Starts `simreal mock-robot` for the bundle's robot, deploys the shipped "
-                                   "bundle through `simreal deploy`'s runtime for a few seconds and prints "
-                                   "the summary.")
-    p.add_argument("--robot", default="quadruped",
-                   help="whose shipped policy to walk (assets/policies/ROBOT; default quadruped)")
-    p.add_argument("--seconds", type=positive_float, default=6.0, help="seconds of walking (default 6)")
-    p.add_argument("--gap", default="nominal", metavar="PROFILE", help="reality gap of the mock (default nominal)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bundle", default=None, help="bundle to deploy instead (its robot is the one the mock plays)")
-    p.add_argument("--command", default=None, metavar="vx=V,yaw=W")
-    p.add_argument("--train-first", action="store_true",
-                   help="train a fresh short policy (simreal train ROBOT), export it, then deploy it")
-    p.add_argument("--timesteps", default="3e5", metavar="N", help="with --train-first (default 3e5)")
-    p.add_argument("--log", default=None, metavar="FILE")
-    p.add_argument("--plot", default=None, metavar="DIR", help="also draw the run's plots into DIR")
-    p.add_argument("--no-realtime", action="store_true",
-                   help="leave scheduling priorities alone (by default the demo raises its own and the "
-                        "mock's when allowed, so a busy machine does not miss deadlines)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run_demo)
 
     p = sub.add_parser("log", help="look at a deploy run log")
     lsub = p.add_subparsers(dest="log_command", metavar="ACTION")
@@ -179,15 +148,6 @@ def run_deploy(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, old_term)
     _report(summary, args.json)
     return exit_code(summary)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from simreal.deploy.demo import demo
-
-    return demo(robot=args.robot, seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle,
-                command=args.command,
-                train_first=args.train_first, timesteps=args.timesteps, log_path=args.log, plot_dir=args.plot,
-                as_json=args.json, realtime=not args.no_realtime)
 
 
 def run_log_plot(args: argparse.Namespace) -> int:

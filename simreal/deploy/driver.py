@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_ch
 
 import serial  # pyserial: light to import; keeps `simreal --help` fast
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 
 Values = Union[Sequence[float], Mapping[str, float]]
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from simreal.deploy import protocol as P
+from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.clock import Clock, MonotonicClock
 from simreal.deploy.driver import (LINK_ERRORS, DeviceFault, Driver, DriverError, JointMismatch, LinkConfig,
@@ -82,7 +82,7 @@ class DeployPlan:
 
 
 def plan_from_contract(contract: Any, spec: Any = None) -> DeployPlan:
-    """The plan from a bundle's contract (simreal.export.contract.Contract, or anything with its fields).
+    """The plan from a bundle's contract (simreal.bundle.contract.Contract, or anything with its fields).
 
     With the robot spec installed here, limits are the tighter of the two: a bundle can narrow
     what robot.yaml allows, never widen it.
@@ -855,7 +855,6 @@ def check_log_path(path: str | Path) -> Path:
 
     Writability is probed for real (an unnamed temporary file in the nearest existing folder):
     os.access says yes to root for folders nobody can create files in (/proc, read-only mounts)."""
-    import os
     import tempfile
 
     p = Path(path)
@@ -898,7 +897,7 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     import dataclasses as _dc
 
     from simreal.deploy.driver import LinkConfig, SerialDriver
-    from simreal.deploy.policy import Policy
+    from simreal.bundle.policy import Policy
     from simreal.robot.spec import RobotSpecError, load_robot
 
     # 1. arguments, then the bundle: nothing is opened yet

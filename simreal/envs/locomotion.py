@@ -72,9 +72,23 @@ class LocomotionEnv(gym.Env):
     Every step: `reward_terms`, `forward_velocity` (m/s, body x), `command`, `fell`,
     `base_position` (m); on an episode's last step `end`: "fall", "time_limit" or "terrain_edge".
     On reset: `randomization` (the sampled parameters).
+
+    ## Model
+    `env.unwrapped.model` / `env.unwrapped.data` are the MuJoCo model and data, as in
+    Gymnasium's MuJoCo envs; `env.unwrapped.sim` is the Simulator that owns them.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+
+    # Gymnasium's MuJoCo convention: tools written for its envs look for these two.
+    @property
+    def model(self) -> "mujoco.MjModel":
+        """The MuJoCo model (randomized in place at each reset)."""
+        return self.sim.model
+
+    @property
+    def data(self) -> "mujoco.MjData":
+        return self.sim.data
 
     def __init__(self, robot: str | RobotSpec = "quadruped", randomize: bool = True,
                  command: tuple[float, float] | None = None, randomization_scale: float = 1.0,

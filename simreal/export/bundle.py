@@ -20,16 +20,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from simreal.files import replace_dir
-
-from simreal.export.contract import (CONTRACT_FILE, FORMAT, ONNX_FILE, PARITY_FILE, PROBE_FILE,
-                                     WEIGHTS_FILE, BundleError, Contract, file_ref, robot_fields,
+from simreal.bundle.contract import (CONTRACT_FILE, FORMAT, ONNX_FILE, PARITY_FILE, PROBE_FILE,
+                                     RUN_SUBDIR, WEIGHTS_FILE, is_bundle, BundleError, Contract, file_ref, robot_fields,
                                      validation_message)
 from simreal.export.parity import PARITY_FORMAT, latency_us, max_abs_diff
+from simreal.files import replace_dir
 
 PARITY_TOLERANCE = 1e-5     # max |training policy - ONNX graph| on the recorded observations
 PROBE_SIZE = 32             # observations kept in probe.npz for the loader's self-test
-RUN_SUBDIR = "run"          # optional: the training checkpoint fine-tuning starts from
 
 
 class ExportError(RuntimeError):
@@ -41,34 +39,6 @@ class ExportResult:
     bundle_dir: Path
     contract: Contract
     parity: dict
-
-
-# ---- what a path is ------------------------------------------------------------------------------
-def is_bundle(path: str | Path) -> bool:
-    return (Path(path) / CONTRACT_FILE).is_file()
-
-
-def policy_source(path: str | Path) -> tuple[str, Path]:
-    """("bundle" | "run", path) for a folder any policy-taking command was given."""
-    p = Path(path)
-    if is_bundle(p):
-        return "bundle", p
-    if (p / "config.yaml").is_file() or (p.is_file() and p.suffix == ".zip"):
-        return "run", p
-    raise FileNotFoundError(f"{p}: neither a policy bundle ({CONTRACT_FILE}) nor a training run "
-                            f"directory (config.yaml)")
-
-
-def training_run_of(path: str | Path) -> Path:
-    """The run directory to fine-tune from: the path itself, or a bundle's `run/` folder."""
-    kind, p = policy_source(path)
-    if kind == "run":
-        return p
-    run = p / RUN_SUBDIR
-    if not (run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{p}: this bundle carries no training checkpoint ({RUN_SUBDIR}/); "
-                                f"re-export it from its run directory with --with-checkpoint")
-    return run
 
 
 # ---- the core -------------------------------------------------------------------------------------
@@ -143,7 +113,7 @@ def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np
     """
     import onnx
 
-    from simreal.deploy.policy import Policy
+    from simreal.bundle.policy import Policy
     from simreal.export.extract import mlp_from_actor, reference_actions
     from simreal.export.onnx_graph import IR_VERSION, OPSET, build_model
     from simreal.robot.action import action_to_targets
@@ -264,41 +234,6 @@ def record_observations(env, act: Callable[[np.ndarray], np.ndarray], n: int, se
     return out
 
 
-def evaluate_policy(policy, *, episodes: int, randomize: bool, seed: int,
-                    env_kwargs: dict | None = None, video: Path | None = None):
-    """simreal.train.evaluate's protocol (seeded episodes, same figures) run on a loaded bundle:
-    the raw observation goes into the graph, whose normalizer is inside."""
-    from simreal.train.envs import make_single
-    from simreal.train.evaluate import run_episodes, video_env_kwargs
-    from simreal.train.normalizer import Normalizer
-
-    render = video_env_kwargs(video)
-    env = make_single(policy.contract.robot, randomize, dict(env_kwargs or {}) | render)
-    try:
-        return run_episodes(lambda o: policy.infer(o)[0], env, Normalizer(), episodes, seed,
-                            video=video)
-    finally:
-        env.close()
-
-
-def evaluate_bundle(bundle_dir: str | Path, *, episodes: int = 10, randomize: bool = True,
-                    seed: int | None = None, backend: str = "auto", video: Path | None = None,
-                    env_kwargs: dict | None = None, allow_hash_mismatch: bool = False):
-    """(EvalResult, source) for a bundle, as `evaluate_run` gives for a run directory; the
-    default seed is the one the training run evaluated with."""
-    from simreal.deploy.policy import Policy
-    from simreal.train.evaluate import EVAL_SEED_OFFSET
-
-    policy = Policy.load(bundle_dir, backend=backend, allow_hash_mismatch=allow_hash_mismatch)
-    c = policy.contract
-    seed = c.training.seed + EVAL_SEED_OFFSET if seed is None else seed
-    result = evaluate_policy(policy, episodes=episodes, randomize=randomize, seed=seed,
-                             env_kwargs=env_kwargs, video=video)
-    source = {"bundle": str(bundle_dir), "backend": policy.backend_name, "step": c.training.timesteps,
-              "robot": c.robot, "algo": c.training.algo, "randomize": randomize, "seed": seed}
-    return result, source
-
-
 def _recorded_evaluation(run_dir: Path, step: int) -> dict | None:
     import csv
 
@@ -353,7 +288,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "a
     from simreal.robot.registry import list_robots
     from simreal.robot.spec import load_robot
     from simreal.train.envs import eval_kwargs, make_single
-    from simreal.train.evaluate import EVAL_SEED_OFFSET
+    from simreal.train.evaluate import EVAL_SEED_OFFSET, evaluate_policy
     from simreal.train.policy_module import deterministic_actor
     from simreal.train.snapshot import load_run
 

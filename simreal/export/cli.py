@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.schema:
         import json
 
-        from simreal.export.contract import Contract
+        from simreal.bundle.contract import Contract
 
         print(json.dumps(Contract.model_json_schema(), indent=1))
         return 0
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from simreal.export.bundle import ExportError, export_run
-    from simreal.export.contract import BundleError
+    from simreal.bundle.contract import BundleError
     from simreal.train.checkpoint import CheckpointError
     from simreal.train.sb3 import UntrustedContentError
 
@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def run_check(bundle: str, allow_hash_mismatch: bool, backend: str) -> int:
     import warnings
 
-    from simreal.deploy.policy import Policy
-    from simreal.export.contract import BundleError, ContractWarning
+    from simreal.bundle.policy import Policy
+    from simreal.bundle.contract import BundleError, ContractWarning
     from simreal.robot.spec import RobotSpecError
 
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simreal.export.numpy_mlp import MLP, Dense
+from simreal.bundle.numpy_mlp import MLP, Dense
 from simreal.train.normalizer import Normalizer
 
 

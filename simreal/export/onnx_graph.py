@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simreal.export.contract import ONNX_INPUT, ONNX_OUTPUTS
-from simreal.export.numpy_mlp import MLP
+from simreal.bundle.contract import ONNX_INPUT, ONNX_OUTPUTS
+from simreal.bundle.numpy_mlp import MLP
 
 OPSET = 17
 IR_VERSION = 8

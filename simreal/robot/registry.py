@@ -7,11 +7,10 @@ Search order (first hit wins), reported by `simreal robots --paths`:
 """
 from __future__ import annotations
 
-import os
-from importlib import resources
 from pathlib import Path
 
 from simreal.errors import UserError
+from simreal.yamlfiles import search_dirs
 
 ENV_VAR = "SIMREAL_ROBOT_PATH"
 
@@ -24,17 +23,7 @@ class UnknownRobot(UserError, KeyError):
 
 
 def search_path() -> list[Path]:
-    paths = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    checkout = Path(__file__).resolve().parents[2] / "robots"
-    if checkout.is_dir():
-        paths.append(checkout)
-    try:
-        shipped = Path(str(resources.files("simreal._robots")))
-        if shipped.is_dir() and shipped.resolve() != checkout.resolve():
-            paths.append(shipped)
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return paths
+    return search_dirs(ENV_VAR, "robots", "simreal._robots")
 
 
 def list_robots() -> list[str]:

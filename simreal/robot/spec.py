@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simreal.errors import UserError
 from simreal.robot.registry import robot_dir
-from simreal.validation import describe_validation_error, non_finite_problem
+from simreal.validation import describe_validation_error
+from simreal.yamlfiles import read_mapping
 
 
 class RobotSpecError(UserError, ValueError):
@@ -217,15 +217,7 @@ class RobotSpec(_Strict):
 
 def parse_robot_yaml(path: Path) -> RobotSpec:
     """Schema checks only (no MJCF): unknown keys, types, ranges, min > max."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise RobotSpecError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise RobotSpecError(f"{path}: expected a mapping at the top level")
-    problem = non_finite_problem(raw, str(path))
-    if problem:
-        raise RobotSpecError(problem)
+    raw = read_mapping(path, RobotSpecError)
     try:
         return RobotSpec.model_validate({**raw, "root": path.parent})
     except ValidationError as e:

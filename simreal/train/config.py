@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,9 +24,10 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloa
                       SerializeAsAny, ValidationError, field_validator, model_validator)
 
 from simreal.errors import UserError
-from simreal.validation import field_problem, non_finite_problem, unknown_key
+from simreal.validation import field_problem, unknown_key
+from simreal.yamlfiles import config_dirs, read_mapping
+from simreal.yamlfiles import parse_set as _parse_set
 
-CONFIG_ENV_VAR = "SIMREAL_CONFIG_PATH"
 DEFAULTS = "defaults"
 
 
@@ -284,21 +283,6 @@ class TrainConfig(_Strict):
 
 
 # ---- loading -----------------------------------------------------------------------------------
-def config_dirs() -> list[Path]:
-    """$SIMREAL_CONFIG_PATH entries, then configs/ in a checkout, then the shipped copy."""
-    dirs = [Path(p) for p in os.environ.get(CONFIG_ENV_VAR, "").split(os.pathsep) if p]
-    checkout = Path(__file__).resolve().parents[2] / "configs"
-    if checkout.is_dir():
-        dirs.append(checkout)
-    try:
-        shipped = Path(str(resources.files("simreal._configs")))
-        if shipped.is_dir() and shipped.resolve() != checkout.resolve():
-            dirs.append(shipped)
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return dirs
-
-
 def default_file(robot: str, algo: str) -> Path | None:
     for d in config_dirs():
         f = d / robot / f"{algo}.yaml"
@@ -308,57 +292,13 @@ def default_file(robot: str, algo: str) -> Path | None:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
-    problem = non_finite_problem(data, str(path))
-    if problem:
-        raise ConfigError(problem)
-    return data
-
-
-def parse_value(text: str) -> Any:
-    """YAML scalar/list parsing, plus numbers YAML 1.1 leaves as strings ('3e-4', '1_000')."""
-    try:
-        v = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-    if isinstance(v, str):
-        for conv in (int, float):
-            try:
-                return conv(v)
-            except ValueError:
-                pass
-    return v
+    """A config file's mapping; ConfigError names the file (see simreal.yamlfiles)."""
+    return read_mapping(path, ConfigError)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """['a.b=1', 'c=x'] -> nested dict; errors name the offending item."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            child = node.setdefault(p, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {p} was already given a value")
-            node = child
-        node[leaf] = parse_value(text)
-        problem = non_finite_problem(node[leaf], f"--set {item!r}")
-        if problem:
-            raise ConfigError(problem.replace(": field (value)", ""))
-    return out
+    """--set items as a nested mapping; ConfigError names the item (see simreal.yamlfiles)."""
+    return _parse_set(items, ConfigError)
 
 
 Layer = tuple[str, dict[str, Any]]   # (source name for messages, mapping)

@@ -160,7 +160,6 @@ def evaluate_path(path: Path, *, episodes: int = 10, randomize: bool | None = No
     """A run directory (config.yaml), or an exported policy bundle (policy.json), evaluated alike."""
     path = Path(path)
     if not (path / "config.yaml").is_file() and (path / "policy.json").is_file():
-        from simreal.export.bundle import evaluate_bundle
 
         return evaluate_bundle(path, episodes=episodes, seed=seed, video=video,
                                randomize=True if randomize is None else randomize,
@@ -171,3 +170,35 @@ def evaluate_path(path: Path, *, episodes: int = 10, randomize: bool | None = No
 
 def to_json(result: EvalResult, source: dict) -> str:
     return json.dumps({**result.to_dict(), **source}, indent=1)
+
+
+def evaluate_policy(policy, *, episodes: int, randomize: bool, seed: int,
+                    env_kwargs: dict | None = None, video: Path | None = None):
+    """This module's protocol (seeded episodes, same figures) run on a loaded bundle:
+    the raw observation goes into the graph, whose normalizer is inside."""
+    from simreal.train.envs import make_single
+
+    render = video_env_kwargs(video)
+    env = make_single(policy.contract.robot, randomize, dict(env_kwargs or {}) | render)
+    try:
+        return run_episodes(lambda o: policy.infer(o)[0], env, Normalizer(), episodes, seed,
+                            video=video)
+    finally:
+        env.close()
+
+
+def evaluate_bundle(bundle_dir: str | Path, *, episodes: int = 10, randomize: bool = True,
+                    seed: int | None = None, backend: str = "auto", video: Path | None = None,
+                    env_kwargs: dict | None = None, allow_hash_mismatch: bool = False):
+    """(EvalResult, source) for a bundle, as `evaluate_run` gives for a run directory; the
+    default seed is the one the training run evaluated with."""
+    from simreal.bundle.policy import Policy
+
+    policy = Policy.load(bundle_dir, backend=backend, allow_hash_mismatch=allow_hash_mismatch)
+    c = policy.contract
+    seed = c.training.seed + EVAL_SEED_OFFSET if seed is None else seed
+    result = evaluate_policy(policy, episodes=episodes, randomize=randomize, seed=seed,
+                             env_kwargs=env_kwargs, video=video)
+    source = {"bundle": str(bundle_dir), "backend": policy.backend_name, "step": c.training.timesteps,
+              "robot": c.robot, "algo": c.training.algo, "randomize": randomize, "seed": seed}
+    return result, source

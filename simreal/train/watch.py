@@ -33,7 +33,7 @@ def load_player(target: str, *, policy: str = "zero", seed: int = 0, checkpoint:
     """A run directory, a bundle folder, or a robot name (zero / random actions)."""
     path = Path(target)
     if (path / "policy.json").is_file() and not (path / "config.yaml").is_file():
-        from simreal.deploy.policy import Policy
+        from simreal.bundle.policy import Policy
 
         pol = Policy.load(path)
         return Player(pol.contract.robot, lambda o: pol.infer(o)[0], {}, f"bundle {path}")
@@ -129,10 +129,9 @@ def view(target: str, *, seed: int = 0, policy: str = "zero", command: tuple[flo
 
     player = load_player(target, policy=policy, seed=seed)
     env = _env(player, command, randomize)
-    sim = env.unwrapped.sim
     env.reset(seed=seed)
     dt = env.unwrapped.dt
-    with mujoco.viewer.launch_passive(sim.model, sim.data) as viewer:
+    with mujoco.viewer.launch_passive(env.unwrapped.model, env.unwrapped.data) as viewer:
         start = time.monotonic()
         ticks = [0]
 

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simreal.robot.spec import NoiseSpec
-from simreal.train.config import config_dirs, parse_set, read_yaml, ConfigError
+from simreal.yamlfiles import config_dirs, parse_set, read_mapping
 from simreal.validation import field_problem, unknown_key
 from simreal.errors import UserError
 
@@ -101,7 +101,7 @@ class GapProfile(BaseModel):
 # --------------------------------------------------------------------------- finding and loading
 
 def gap_dirs() -> list[Path]:
-    """Where named profiles live: `gap/` under every config directory (see train.config)."""
+    """Where named profiles live: `gap/` under every config directory (see simreal.yamlfiles)."""
     return [d / "gap" for d in config_dirs()]
 
 
@@ -162,15 +162,12 @@ def load_gap(text: str | None) -> tuple[str, GapProfile]:
     if items and "=" not in items[0]:
         first = items.pop(0)
         path = Path(first) if first.endswith((".yaml", ".yml")) else gap_file(first)
-        try:
-            data = read_yaml(path)
-        except ConfigError as e:
-            raise GapError(str(e)) from None
+        data = read_mapping(path, GapError)
         sources = {k: str(path) for k in data}
         label = first
     try:
-        overrides = parse_set(items)
-    except ConfigError as e:
+        overrides = parse_set(items, GapError)
+    except GapError as e:
         raise GapError(str(e).replace("--set", "--gap")) from None
     for item in items:
         sources[item.partition("=")[0].strip().split(".")[0]] = f"--gap {item}"

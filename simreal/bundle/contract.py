@@ -351,3 +351,11 @@ def check_against_spec(contract: Contract, spec, *, allow_hash_mismatch: bool = 
     for w in warn:
         warnings.warn(w, ContractWarning, stacklevel=3)
     return warn
+
+
+RUN_SUBDIR = "run"          # optional: the training checkpoint fine-tuning starts from
+
+
+def is_bundle(path: str | Path) -> bool:
+    """A folder holding a policy.json: what every command that takes RUN_OR_BUNDLE asks first."""
+    return (Path(path) / CONTRACT_FILE).is_file()

@@ -21,10 +21,10 @@ from typing import Literal
 
 import numpy as np
 
-from simreal.export.contract import (CONTRACT_FILE, ONNX_INPUT, ONNX_OUTPUTS, BundleError,
+from simreal.bundle.contract import (CONTRACT_FILE, ONNX_INPUT, ONNX_OUTPUTS, BundleError,
                                      Contract, check_against_spec, load_arrays, read_contract,
                                      verify_file)
-from simreal.export.numpy_mlp import MLPEvaluator, mlp_from_arrays
+from simreal.bundle.numpy_mlp import MLPEvaluator, mlp_from_arrays
 from simreal.robot.observation import ObservationBuilder, ObservationLayout
 
 Backend = Literal["auto", "onnxruntime", "numpy"]

@@ -8,16 +8,19 @@ exports a fresh short policy and deploys that instead.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 import time
 from importlib import resources
 from pathlib import Path
 
+from simreal.cliargs import positive_float
+
 def shipped_bundle(robot: str = "quadruped") -> Path:
     """assets/policies/<robot> in a checkout, else the copy inside the installed package."""
     rel = Path("policies") / robot
-    checkout = Path(__file__).resolve().parents[2] / "assets" / rel
+    checkout = Path(__file__).resolve().parents[1] / "assets" / rel
     if (checkout / "policy.json").is_file():
         return checkout
     try:
@@ -80,10 +83,10 @@ def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal"
          log_path: str | None = None, plot_dir: str | None = None, as_json: bool = False,
          realtime: bool = True) -> int:
     from simreal.deploy.cli import _report, exit_code
-    from simreal.deploy.mock_robot import spawn
+    from simreal.mock.process import spawn
     from simreal.deploy.runtime import RuntimeConfig, deploy, raised_priority
     from simreal.errors import UserError
-    from simreal.export.contract import read_contract
+    from simreal.bundle.contract import read_contract
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -130,3 +133,34 @@ def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal"
         print(f"demo took {summary['wall_s']:.1f} s")
     return exit_code(summary)
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="no hardware: start the mock robot and walk the shipped quadruped policy "
+                                    "on it over a real serial link",
+                       description="Starts `simreal mock-robot` for the bundle's robot, deploys the shipped "
+                                   "bundle through `simreal deploy`'s runtime for a few seconds and prints "
+                                   "the summary.")
+    p.add_argument("--robot", default="quadruped",
+                   help="whose shipped policy to walk (assets/policies/ROBOT; default quadruped)")
+    p.add_argument("--seconds", type=positive_float, default=6.0, help="seconds of walking (default 6)")
+    p.add_argument("--gap", default="nominal", metavar="PROFILE", help="reality gap of the mock (default nominal)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bundle", default=None, help="bundle to deploy instead (its robot is the one the mock plays)")
+    p.add_argument("--command", default=None, metavar="vx=V,yaw=W")
+    p.add_argument("--train-first", action="store_true",
+                   help="train a fresh short policy (simreal train ROBOT), export it, then deploy it")
+    p.add_argument("--timesteps", default="3e5", metavar="N", help="with --train-first (default 3e5)")
+    p.add_argument("--log", default=None, metavar="FILE")
+    p.add_argument("--plot", default=None, metavar="DIR", help="also draw the run's plots into DIR")
+    p.add_argument("--no-realtime", action="store_true",
+                   help="leave scheduling priorities alone (by default the demo raises its own and the "
+                        "mock's when allowed, so a busy machine does not miss deadlines)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    return demo(robot=args.robot, seconds=args.seconds, gap=args.gap, seed=args.seed, bundle=args.bundle,
+                command=args.command,
+                train_first=args.train_first, timesteps=args.timesteps, log_path=args.log, plot_dir=args.plot,
+                as_json=args.json, realtime=not args.no_realtime)

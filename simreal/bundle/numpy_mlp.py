@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simreal.export.contract import BundleError, LayerModel, NetworkModel
+from simreal.bundle.contract import BundleError, LayerModel, NetworkModel
 
 F32 = np.float32
 _ZERO, _ONE, _MINUS_ONE, _HALF = F32(0.0), F32(1.0), F32(-1.0), F32(0.5)

@@ -1,6 +1,6 @@
 """`simreal mock-robot`: a simulated robot behind a pseudo-terminal (import-light).
 
-The same arguments serve `python -m simreal.deploy.mock_robot`.
+The same arguments serve `python -m simreal.mock.process` (what spawn() runs).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "file, key=value overrides on nominal, or PROFILE,key=value,... (default nominal)")
     p.add_argument("--faults", default=None, metavar="SPEC",
                    help="fault schedule, e.g. drop=0.02,corrupt=0.01,stall_at=5:0.5,disconnect_at=20 "
-                        "(see simreal/deploy/faults.py)")
+                        "(see simreal/mock/faults.py)")
     p.add_argument("--seed", type=int, default=0, help="seeds sensor noise, jitter and the fault draws")
     p.add_argument("--lockstep", action="store_true",
                    help="no real-time clock: each COMMAND advances exactly one control period "
@@ -47,6 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simreal.deploy.mock_robot import run_from_args
+    from simreal.mock.process import run_from_args
 
     return run_from_args(args)

@@ -1,0 +1,185 @@
+"""The mock robot as a process: `simreal mock-robot` (run_from_args, main) and spawn() for tests and demos."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+from simreal.mock.faults import parse_faults
+from simreal.errors import UserError
+
+from simreal.mock.robot import PORT_PREFIX, MockRobot, RobotOptions
+from simreal.mock.server import Server
+
+
+# --------------------------------------------------------------------------- process entry points
+
+def _write_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from simreal.mock.gap import GapError, gap_file, list_gaps, load_gap
+    from simreal.robot.spec import load_robot
+    from simreal.yamlfiles import read_mapping
+
+    if args.list_gaps:
+        for name in list_gaps():
+            print(f"{name:10s} {read_mapping(gap_file(name), GapError).get('description', '')}")
+        return 0
+    try:
+        spec = load_robot(args.robot)
+        label, gap = load_gap(args.gap)
+        schedule = parse_faults(args.faults)
+        options = RobotOptions(watchdog_s=0.0 if args.lockstep else args.watchdog_ms / 1000,
+                               watchdog_damp_s=args.watchdog_damp, calibrated=not args.uncalibrated,
+                               lockstep=args.lockstep)
+        robot = MockRobot(spec, gap, schedule, args.seed, options)
+    except (ValueError, KeyError) as exc:      # RobotSpecError, GapError, FaultSpecError, unknown robot
+        print(f"simreal mock-robot: {exc}", file=sys.stderr)
+        return 2
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    port = os.ttyname(slave)     # we keep the slave open too: hosts may come and go without a hang-up
+    if args.link_file:                          # before the PORT line: once announced, both exist
+        _write_atomic(args.link_file, port + "\n")
+    print(f"{PORT_PREFIX}{port}", flush=True)
+    print(f"mock robot {spec.name} on {port} (gap {label}, faults {args.faults or 'none'}, seed {args.seed}, "
+          f"{'lockstep' if args.lockstep else 'real time'}); SIGTERM or Ctrl-C stops it", file=sys.stderr, flush=True)
+    server = Server(robot, schedule, master, seed=args.seed,
+                    baudrate=gap.baudrate or spec.serial.baudrate,
+                    link_timeout_s=args.link_timeout or spec.serial.timeout,
+                    stdin_fd=sys.stdin.fileno() if args.stdin_lifeline else None, duration=args.duration)
+    server.serve()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):     # stopping already: finish the report
+        signal.signal(sig, signal.SIG_IGN)
+    os.close(master)                            # the port vanishes first, as an unplugged robot's would
+    os.close(slave)
+    if args.link_file and Path(args.link_file).is_file() and Path(args.link_file).read_text().strip() == port:
+        os.unlink(args.link_file)               # never leave a path to a dead port behind
+    text = json.dumps({**server.report(), "gap": label, "gap_profile": gap.model_dump(mode="json"),
+                       "port": port})
+    if args.report:
+        _write_atomic(args.report, text)
+    print(f"REPORT {text}", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simreal.mock.cli import add_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m simreal.mock.process",
+                                     description="Simulated robot on a pseudo-terminal.")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+# --------------------------------------------------------------------------- for tests and demos
+
+class MockError(UserError, RuntimeError):
+    """The mock process did not start (its stderr is in the message)."""
+
+
+@dataclass
+class MockProcess:
+    """A running `simreal mock-robot` subprocess. Use as a context manager; `stop()` is idempotent."""
+    port: str
+    proc: subprocess.Popen
+    report_path: Path
+    stderr_path: Path
+    _tmp: tempfile.TemporaryDirectory
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait (SIGKILL after `timeout`); returns the exit code."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f and not f.closed:
+                f.close()
+        return self.proc.returncode
+
+    def report(self) -> dict:
+        """The JSON report; stops the process first if it is still running."""
+        self.stop()
+        try:
+            return json.loads(self.report_path.read_text())
+        except FileNotFoundError:
+            raise MockError(f"mock robot wrote no report (exit {self.proc.returncode}):\n{self.stderr()}") from None
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def __enter__(self) -> MockProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | None = None, seed: int = 0,
+          lockstep: bool = False, watchdog_ms: int | None = None, extra_args: Sequence[str] = (),
+          startup_timeout: float = 60.0) -> MockProcess:
+    """Start `python -m simreal.mock.process` and wait for its port.
+
+    The child dies with the parent (--stdin-lifeline). Raises MockError (with the child's stderr)
+    when it exits or stays silent instead of printing its port.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="simreal-mock-")
+    report, err_path = Path(tmp.name) / "report.json", Path(tmp.name) / "stderr.txt"
+    cmd = [sys.executable, "-m", "simreal.mock.process", robot, "--seed", str(seed),
+           "--report", str(report), "--stdin-lifeline"]
+    for flag, value in (("--gap", gap), ("--faults", faults), ("--watchdog-ms", watchdog_ms)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    cmd += ["--lockstep"] if lockstep else []
+    cmd += list(extra_args)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
+    mock = MockProcess("", proc, report, err_path, tmp)
+    deadline = time.monotonic() + startup_timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        ready = select.select([proc.stdout], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+        chunk = os.read(proc.stdout.fileno(), 1) if ready else b""
+        if not chunk:
+            why = "exited" if proc.poll() is not None else f"printed no port within {startup_timeout:g} s"
+            mock.stop()
+            text = mock.stderr()
+            tmp.cleanup()
+            raise MockError(f"mock robot {why} (exit {proc.returncode}): {' '.join(cmd)}\n{text}")
+        line += chunk
+    mock.port = line.decode().strip().removeprefix(PORT_PREFIX)
+    return mock
+
+
+if __name__ == "__main__":
+    sys.exit(main())
