@@ -67,8 +67,8 @@ def _add_debug_flag(sub: argparse._SubParsersAction) -> None:
 def report_error(command: str, exc: BaseException) -> int:
     """One line for an error that escaped a command, and its exit code (see simreal.errors)."""
     prefix = f"simreal {command}" if command else "simreal"
-    if isinstance(exc, ModuleNotFoundError) and missing_extra(exc) is not None:
-        exc = missing_extra(exc)
+    if isinstance(exc, ModuleNotFoundError) and missing_extra(exc, command) is not None:
+        exc = missing_extra(exc, command)
     if isinstance(exc, (UserError, MissingDependency)):
         print(f"{prefix}: {exc}", file=sys.stderr)
         return exc.exit_code

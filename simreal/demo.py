@@ -12,24 +12,20 @@ import argparse
 import contextlib
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 from simreal.cliargs import positive_float
+from simreal.yamlfiles import search_dirs
+
 
 def shipped_bundle(robot: str = "quadruped") -> Path:
     """assets/policies/<robot> in a checkout, else the copy inside the installed package."""
     rel = Path("policies") / robot
-    checkout = Path(__file__).resolve().parents[1] / "assets" / rel
-    if (checkout / "policy.json").is_file():
-        return checkout
-    try:
-        shipped = Path(str(resources.files("simreal._assets"))) / rel
-        if (shipped / "policy.json").is_file():
-            return shipped
-    except (ModuleNotFoundError, TypeError):
-        pass
-    raise FileNotFoundError(f"no shipped {robot} bundle (looked in {checkout} and simreal._assets/{rel}); "
+    dirs = search_dirs(None, "assets", "simreal._assets")
+    for d in dirs:
+        if (d / rel / "policy.json").is_file():
+            return d / rel
+    raise FileNotFoundError(f"no shipped {robot} bundle (looked in {', '.join(str(d / rel) for d in dirs)}); "
                             f"run `simreal demo --robot {robot} --train-first`")
 
 

@@ -38,12 +38,19 @@ EXTRA_OF_MODULE = {
 }
 
 
-def missing_extra(exc: ModuleNotFoundError) -> MissingDependency | None:
+# Commands whose whole stack is the `train` extra (which brings `sim` and `plot`): name that one
+# at once rather than one missing package after another.
+TRAIN_COMMANDS = {"train", "eval", "export", "study", "runs", "render", "view"}
+
+
+def missing_extra(exc: ModuleNotFoundError, command: str = "") -> MissingDependency | None:
     """A MissingDependency naming the extra that installs `exc`'s module, if an extra does."""
     top = (exc.name or "").split(".")[0]
     extra = EXTRA_OF_MODULE.get(top)
     if extra is None:
         return None
+    if command in TRAIN_COMMANDS and extra in ("sim", "plot"):
+        extra = "train"
     return MissingDependency(f"needs the Python package {top!r}, which this install lacks: "
                              f"pip install 'simreal[{extra}]' (or 'simreal[all]')")
 

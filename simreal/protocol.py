@@ -8,7 +8,7 @@ Wire format (docs/protocol.md is the normative description, with golden vectors)
     crc32   = <I     CRC-32/ISO-HDLC (zlib.crc32) of header+payload; check value 0xCBF43926
 
 A delimiter at both ends means a garbage burst costs at most the frame it lands in: the
-leading 0x00 of the next frame resynchronizes the decoder (DESIGN.md section 4). The tag
+leading 0x00 of the next frame resynchronizes the decoder (docs/protocol.md, framing). The tag
 is chosen by the host per request and echoed by the reply, so a late reply to an earlier
 request can pass its CRC and still never be taken for the current one.
 
@@ -75,7 +75,7 @@ class Status(IntFlag):
 
 
 class Fault(IntFlag):
-    """STATE.errors bits: conditions the host must treat as a device fault (DESIGN F9)."""
+    """STATE.errors bits: conditions the host must treat as a device fault (faults.md F9)."""
     OVERHEAT = 1 << 0
     OVERLOAD = 1 << 1
     VOLTAGE = 1 << 2

@@ -8,8 +8,8 @@ own error class, so a bad file is reported by the loader that was reading it.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,20 @@ CHECKOUT = Path(__file__).resolve().parents[1]      # the repository root, in a 
 CONFIG_ENV_VAR = "SIMREAL_CONFIG_PATH"
 
 
-def search_dirs(env_var: str, checkout_folder: str, shipped_package: str) -> list[Path]:
+def search_dirs(env_var: str | None, checkout_folder: str, shipped_package: str) -> list[Path]:
     """$env_var entries (os.pathsep separated), then CHECKOUT/checkout_folder, then the shipped copy."""
-    dirs = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    dirs = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p] if env_var else []
     checkout = CHECKOUT / checkout_folder
     if checkout.is_dir():
         dirs.append(checkout)
-    try:
-        shipped = Path(str(resources.files(shipped_package)))
-        if shipped.is_dir() and shipped.resolve() != checkout.resolve():
+    try:   # data folders without __init__.py are namespace packages: ask for their locations
+        spec = importlib.util.find_spec(shipped_package)
+    except ModuleNotFoundError:
+        spec = None
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        shipped = Path(loc)
+        if shipped.is_dir() and shipped.resolve() != checkout.resolve() and shipped not in dirs:
             dirs.append(shipped)
-    except (ModuleNotFoundError, TypeError):
-        pass
     return dirs
 
 

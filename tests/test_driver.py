@@ -418,7 +418,7 @@ def test_joint_map_moves_values_by_name(host, robot_names, mask):
 
 
 def test_joint_map_over_1000_random_permutations():
-    # FAULTS D5 asks for 10^3 permutations; plain seeded draws are much cheaper than hypothesis here.
+    # faults.md D5 asks for 10^3 permutations; plain seeded draws are much cheaper than hypothesis here.
     rng = random.Random(5)
     for _ in range(1000):
         check_joint_map(rng.sample(QUAD_JOINTS, 12), rng.sample(QUAD_JOINTS, 12), rng.getrandbits(12))

@@ -1,4 +1,4 @@
-"""The driver over a fault-injecting port (FAULTS L2): noisy links, lost requests, USB latency (T3, T7)."""
+"""The driver over a fault-injecting port (docs/faults.md, layer L2): noisy links, lost requests, USB latency (T3, T7)."""
 from __future__ import annotations
 
 import statistics

@@ -1,4 +1,4 @@
-"""Damaged, cut, padded, oversized and foreign frames (FAULTS F1-F8): rejected, typed, resynchronized."""
+"""Damaged, cut, padded, oversized and foreign frames (faults.md F1-F8): rejected, typed, resynchronized."""
 from __future__ import annotations
 
 import random
@@ -83,7 +83,7 @@ def test_bursts_up_to_16_bits_are_rejected(frame, start, pattern, width):
 
 @pytest.mark.slow
 def test_one_million_random_mutants_no_false_accept():
-    # FAULTS F2: >= 10^6 mutants (2-3 bit flips and bursts <= 16 bits), zero accepted.
+    # faults.md F2: >= 10^6 mutants (2-3 bit flips and bursts <= 16 bits), zero accepted.
     rng = random.Random(20240601)
     accepted = 0
     for k in range(1_000_000):
@@ -100,7 +100,7 @@ def test_one_million_random_mutants_no_false_accept():
 
 
 def test_adjacent_byte_swaps_are_rejected():
-    # FAULTS F3: transposed bytes, re-stuffed so that the framing is intact: only the CRC can tell.
+    # faults.md F3: transposed bytes, re-stuffed so that the framing is intact: only the CRC can tell.
     swaps = 0
     for frame in FRAMES:
         body = P.cobs_decode(frame[1:-1])
@@ -150,7 +150,7 @@ def test_bad_length_field_is_rejected_even_with_a_valid_crc(frame):
 
 
 def test_wrong_payload_length_for_the_type_names_type_and_counts():
-    # FAULTS D3 at the codec: a STATE with one joint's data missing (header and CRC consistent).
+    # faults.md D3 at the codec: a STATE with one joint's data missing (header and CRC consistent).
     state = P.State(5, 0, 0, 0, (0.1, 0.2, 0.3), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0),
                     (0.0, 0.0, 9.75))
     payload = state.pack()[:-8]

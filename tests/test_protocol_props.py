@@ -134,7 +134,7 @@ def test_stream_round_trip_under_any_chunking(items, data):
     assert dec.stats.frames == len(items) and dec.stats.bytes_discarded == 0
 
 
-# Edge-case payloads for COBS (FAULTS F6): zeros, 0xFF, delimiter runs, runs around 254 bytes.
+# Edge-case payloads for COBS (faults.md F6): zeros, 0xFF, delimiter runs, runs around 254 bytes.
 edge_bytes = st.one_of(
     st.binary(max_size=700),
     st.integers(0, 700).map(lambda n: bytes(n)),
@@ -161,7 +161,7 @@ def test_cobs_round_trip(raw):
 @settings(max_examples=100_000, deadline=None, database=None)
 @given(edge_bytes)
 def test_cobs_round_trip_1e5(raw):
-    # FAULTS F6 asks for >= 10^5 examples.
+    # faults.md F6 asks for >= 10^5 examples.
     _cobs_round_trip(raw)
 
 

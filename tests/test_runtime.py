@@ -1,4 +1,4 @@
-"""Runtime + safety with an in-process simulated robot and a fake clock: FAULTS C1-C10, T1, T2, D2, F9, P4.
+"""Runtime + safety with an in-process simulated robot and a fake clock: faults.md C1-C10, T1, T2, D2, F9, P4.
 
 SimDriver implements the Driver interface over the MuJoCo Simulator in lockstep (one control
 period per COMMAND), records everything it was asked to do (the "wire"), and injects faults at

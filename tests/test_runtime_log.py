@@ -1,4 +1,4 @@
-"""The run log (FAULTS P4), the plots drawn from it, and the deploy CLI's small pieces."""
+"""The run log (faults.md P4), the plots drawn from it, and the deploy CLI's small pieces."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Each safety check on its own (FAULTS C1-C8, C10), with no robot, link or clock."""
+"""Each safety check on its own (faults.md C1-C8, C10), with no robot, link or clock."""
 from __future__ import annotations
 
 import math

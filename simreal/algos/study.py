@@ -20,10 +20,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
 
 from simreal.errors import UserError
-from simreal.validation import non_finite_problem
+from simreal.yamlfiles import config_dirs, read_mapping
 
 OURS = ("reinforce", "reinforce_baseline", "a2c", "ppo_simreal")
 SB3 = {"dqn_sb3": "DQN", "ppo_sb3": "PPO"}
@@ -41,21 +40,14 @@ class StudyConfigError(UserError, ValueError):
 # ---------------------------------------------------------------------------------------------
 def load_study_config(path: str | Path | None = None) -> dict:
     """The study's YAML (configs/algos/cartpole.yaml by default, or the installed copy)."""
-    if path is None:
-        path = DEFAULT_CONFIG
-        if not path.exists():  # installed wheel: configs/ ships as simreal._configs
-            from importlib.resources import files
-            path = Path(str(files("simreal._configs") / "algos" / "cartpole.yaml"))
+    if path is None:    # configs/ in a checkout, or the installed copy (simreal._configs)
+        path = next((d / "algos" / "cartpole.yaml" for d in config_dirs()
+                     if (d / "algos" / "cartpole.yaml").is_file()), DEFAULT_CONFIG)
     path = Path(path)
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise StudyConfigError(f"{path}: cannot read study config: {e}") from e
-    if not isinstance(cfg, dict):
-        raise StudyConfigError(f"{path}: expected a mapping of keys to values")
-    problem = non_finite_problem(cfg, str(path))
-    if problem:
-        raise StudyConfigError(problem)
+        cfg = read_mapping(path, StudyConfigError)
+    except OSError as e:
+        raise StudyConfigError(f"{path}: cannot read study config: {e.strerror or e}") from e
     for key in ("env", "threshold", "window", "algos"):
         if key not in cfg:
             raise StudyConfigError(f"{path}: missing top-level key {key!r}")

@@ -7,7 +7,7 @@ device path, a pseudo-terminal path (`simreal mock-robot` prints one), `socket:/
 
 Every transaction: discard unread input, send the request with a fresh tag, read until a reply
 carrying that same tag arrives or the attempt times out; frames with other tags are late
-replies and are dropped (FAULTS F11). A damaged frame cuts the attempt short (to CORRUPT_GRACE
+replies and are dropped (faults.md F11). A damaged frame cuts the attempt short (to CORRUPT_GRACE
 of its timeout), so a retry still fits in the cycle budget (D1). After `retries` failed attempts, or when the budget is
 spent, LinkTimeout is raised: missing data is never replaced by zeros or last cycle's values.
 
@@ -172,7 +172,7 @@ class Seen:
 
 @dataclass(frozen=True)
 class JointMap:
-    """Host joint order <-> robot joint order, by name (FAULTS D5)."""
+    """Host joint order <-> robot joint order, by name (faults.md D5)."""
     host_names: tuple[str, ...]
     robot_names: tuple[str, ...]
     robot_from_host: tuple[int, ...]   # robot_values[i] = host_values[robot_from_host[i]]
@@ -294,7 +294,7 @@ class SerialDriver:
 
     opener(url, config) returns the port object; inject a fault wrapper there
     (simreal.deploy.transport.faulty_opener) to test the layers above. `rtt_s` keeps the round-trip
-    times of the last `rtt_window` successful transactions (the read-latency histogram, FAULTS T7).
+    times of the last `rtt_window` successful transactions (the read-latency histogram, faults.md T7).
     """
 
     def __init__(self, url: str, *, joint_names: Sequence[str] | None = None,

@@ -7,7 +7,7 @@ Record types (field "type"):
   summary  once, last, when the run ended cleanly enough to write it
 
 The file is line-buffered, so every record reaches the operating system as soon as it is
-written: a SIGKILL loses nothing (FAULTS P4). Events are also fsync'ed, so even a power cut
+written: a SIGKILL loses nothing (faults.md P4). Events are also fsync'ed, so even a power cut
 keeps the reason for a stop. NaN and infinity are written as Python's json writes them
 (NaN, Infinity): a non-finite value that was rejected is shown as it was. float32 arrays (the
 policy's input and output) are written to 7 decimal places.

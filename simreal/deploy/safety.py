@@ -1,4 +1,4 @@
-"""The safety layer: small checks, each answering one row of FAULTS.md, and a latch.
+"""The safety layer: small checks, each answering one row of docs/faults.md, and a latch.
 
 Everything here is pure (numbers in, verdict out) so each row can be tested on its own with
 no robot, link or clock. The runtime composes them; the order it uses is the point:
@@ -393,3 +393,71 @@ class SafetyLatch:
             raise ValueError("SafetyLatch.reset needs a reason")
         self.resets.append(reason)
         self.latched_by = None
+
+
+# --------------------------------------------------------------------------- the ordered table
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the safety pipeline: where it runs, what trips, which fault row it answers."""
+    order: str          # "state 1" ... as in docs/safety.md section 2 (a test holds the two together)
+    cause: str          # the cause logged when it trips ("" for the filter that only clamps)
+    rows: str           # docs/faults.md rows, e.g. "T2, D2"
+
+
+# The whole pipeline in the order the runtime applies it each cycle; docs/safety.md section 2 is
+# this table in words. State checks run in this order through StateChecks; the action checks in
+# the loop (non-finite first, then SafetyLayer.filter); the rest where their event happens.
+CHECKS: tuple[Check, ...] = (
+    Check("state 1", NON_FINITE_STATE, "C1"),
+    Check("state 2", JOINT_LIMIT, "C7"),
+    Check("state 3", TILT, "C6"),
+    Check("state 4", STALE_STATE, "C4"),
+    Check("action 1", NON_FINITE_ACTION, "C2"),
+    Check("action 2", "", "C3"),
+    Check("command", "", "C8"),
+    Check("link", LINK_FAILED, "T2, D2"),
+    Check("link", LINK_LOST, "T1"),
+    Check("device", DEVICE_FAULT, "F9"),
+    Check("loop", OVERRUN, "C5"),
+    Check("process", SIGNAL, "C9"),
+)
+
+
+class StateChecks:
+    """The state rows of CHECKS, run in that order on every STATE: the first that fails trips.
+
+    first_problem(rs) -> (cause, detail) or None; preflight(rs) is the stricter check before torque
+    on (joint far outside its limits = a calibration error; tilted at all = not standing).
+    """
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, names: Sequence[str], config: SafetyConfig,
+                 max_tilt_deg: float):
+        self.lo, self.hi, self.names, self.config = lo, hi, names, config
+        self.limits = JointLimitMonitor(lo, hi, config.joint_limit_margin, names)
+        self.tilt = TiltMonitor(max_tilt_deg, config.tilt_debounce)
+        self.stale = StaleMonitor(config.stale_cycles)
+        run = {NON_FINITE_STATE: state_problem,
+               JOINT_LIMIT: lambda rs: self.limits.update(rs.joint_pos),
+               TILT: lambda rs: self.tilt.update(rs.quat),
+               STALE_STATE: lambda rs: self.stale.update(rs.timestamp)}
+        self.pipeline = tuple((c.cause, run[c.cause]) for c in CHECKS if c.order.startswith("state"))
+
+    def first_problem(self, rs) -> tuple[str, str] | None:
+        for cause, check in self.pipeline:
+            detail = check(rs)
+            if detail:
+                return cause, detail
+        return None
+
+    def preflight(self, rs) -> tuple[str, str] | None:
+        detail = state_problem(rs)
+        if detail:
+            return NON_FINITE_STATE, detail
+        detail = joint_limit_problem(rs.joint_pos, self.lo, self.hi, self.config.start_limit_margin, self.names)
+        if detail:
+            return JOINT_LIMIT, f"{detail}: a calibration error? (a limp joint does not fold that far)"
+        deg = tilt_deg(rs.quat)
+        if not deg <= self.tilt.max_tilt_deg:
+            return TILT, f"the robot is tilted {deg:.1f} deg (limit {self.tilt.max_tilt_deg:g})"
+        return None

@@ -1,4 +1,4 @@
-"""A fault-injecting wrapper around any pyserial port (FAULTS layer L2), for tests and drills.
+"""A fault-injecting wrapper around any pyserial port (docs/faults.md, layer L2), for tests and drills.
 
     driver = SerialDriver(url, opener=faulty_opener(FaultPlan(seed=3, bit_error_rate=1e-4)))
 

@@ -2,10 +2,15 @@
 
 Importing this package registers `simreal/<Robot>-v0` with Gymnasium for every robot folder
 found (see simreal.robot.registry), so `gymnasium.make("simreal.envs:simreal/Quadruped-v0")`
-works from a bare interpreter.
+works from a bare interpreter. Without the `sim` extra (a runtime-only install) there is nothing
+to register, and `simreal.envs.cli` still loads so `simreal --help` lists its commands.
 """
 from __future__ import annotations
 
-from simreal.envs.registration import register_all
-
-register_all()
+try:
+    from simreal.envs.registration import register_all
+except ModuleNotFoundError as exc:
+    if exc.name != "gymnasium":
+        raise
+else:
+    register_all()

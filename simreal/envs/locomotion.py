@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -10,6 +11,9 @@ from simreal.envs import randomization, rewards, sensors
 from simreal.envs.physics import Simulator
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import RobotState, builder_for
+
+if TYPE_CHECKING:
+    import mujoco
 from simreal.robot.spec import RobotSpec, load_robot
 
 

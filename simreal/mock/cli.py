@@ -1,10 +1,11 @@
 """`simreal mock-robot`: a simulated robot behind a pseudo-terminal (import-light).
 
-The same arguments serve `python -m simreal.mock.process` (what spawn() runs).
+The same arguments serve `python -m simreal.mock.cli` (what spawn() runs).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float
 
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--link-timeout", type=positive_float, default=None, metavar="S",
                    help="the host's reply timeout that late=P:F multiplies (default robot.yaml serial.timeout)")
     p.add_argument("--uncalibrated", action="store_true",
-                   help="report no joint calibration: TORQUE on is refused (FAULTS D4)")
+                   help="report no joint calibration: TORQUE on is refused (faults.md D4)")
     p.add_argument("--duration", type=positive_float, default=None, metavar="S", help="exit by itself after S seconds")
     p.add_argument("--link-file", default=None, metavar="PATH", help="also write the port path here (atomic)")
     p.add_argument("--report", default=None, metavar="PATH",
@@ -50,3 +51,15 @@ def run(args: argparse.Namespace) -> int:
     from simreal.mock.process import run_from_args
 
     return run_from_args(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m simreal.mock.cli`: the mock robot as its own process (what spawn() starts)."""
+    parser = argparse.ArgumentParser(prog="python -m simreal.mock.cli",
+                                     description="Simulated robot on a pseudo-terminal.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

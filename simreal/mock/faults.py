@@ -1,4 +1,4 @@
-"""Fault schedule for the mock robot (`--faults SPEC`), seeded by `--seed` (FAULTS.md).
+"""Fault schedule for the mock robot (`--faults SPEC`), seeded by `--seed` (docs/faults.md).
 
 SPEC is a comma-separated list; times T are seconds on the mock's clock (wall time since start,
 or simulated time in --lockstep), durations D seconds (default: to the end):

@@ -80,15 +80,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from simreal.mock.cli import add_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m simreal.mock.process",
-                                     description="Simulated robot on a pseudo-terminal.")
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
-
-
 # --------------------------------------------------------------------------- for tests and demos
 
 class MockError(UserError, RuntimeError):
@@ -144,14 +135,14 @@ class MockProcess:
 def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | None = None, seed: int = 0,
           lockstep: bool = False, watchdog_ms: int | None = None, extra_args: Sequence[str] = (),
           startup_timeout: float = 60.0) -> MockProcess:
-    """Start `python -m simreal.mock.process` and wait for its port.
+    """Start `python -m simreal.mock.cli` and wait for its port.
 
     The child dies with the parent (--stdin-lifeline). Raises MockError (with the child's stderr)
     when it exits or stays silent instead of printing its port.
     """
     tmp = tempfile.TemporaryDirectory(prefix="simreal-mock-")
     report, err_path = Path(tmp.name) / "report.json", Path(tmp.name) / "stderr.txt"
-    cmd = [sys.executable, "-m", "simreal.mock.process", robot, "--seed", str(seed),
+    cmd = [sys.executable, "-m", "simreal.mock.cli", robot, "--seed", str(seed),
            "--report", str(report), "--stdin-lifeline"]
     for flag, value in (("--gap", gap), ("--faults", faults), ("--watchdog-ms", watchdog_ms)):
         if value is not None:
@@ -180,6 +171,3 @@ def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | Non
     mock.port = line.decode().strip().removeprefix(PORT_PREFIX)
     return mock
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,7 +24,7 @@ Behaviour (each choice is what firmware on a real robot would do):
   servo's target: target_servo = clip(target_servo, cmd - b/2, cmd + b/2), so the joint settles up
   to b/2 from the command depending on the approach direction (gear play's steady-state effect,
   not its impact dynamics).
-* Watchdog (FAULTS C9): with torque on and no valid request for watchdog_ms, the robot goes to
+* Watchdog (faults.md C9): with torque on and no valid request for watchdog_ms, the robot goes to
   DAMP, sets WATCHDOG, and turns torque off `watchdog_damp_s` later. WATCHDOG clears on TORQUE 1.
 * Faults: `simreal.mock.faults` (schedule and per-reply faults, all seeded).
 * Ground truth (SIM_GET_GROUND_TRUTH): base pose and velocity, sim time since the last reset,

@@ -55,11 +55,12 @@ def _last_eval(paths: RunPaths) -> dict | None:
 
 
 def _config_fields(paths: RunPaths) -> tuple[str, str, int | None]:
-    import yaml
+    from simreal.errors import UserError
+    from simreal.yamlfiles import read_mapping
 
     try:
-        cfg = yaml.safe_load(paths.config.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        cfg = read_mapping(paths.config)
+    except (OSError, UserError):         # a damaged run still gets its row
         cfg = {}
     target = cfg.get("timesteps")
     return str(cfg.get("robot", "?")), str(cfg.get("algo", "?")), int(target) if isinstance(target, int) else None
