@@ -36,7 +36,8 @@ from _bench_md import command_line, machine_line, p50_p99_max, publish  # noqa: 
 from simreal import protocol as P  # noqa: E402
 from simreal.deploy.driver import LinkConfig, SerialDriver  # noqa: E402
 from simreal.mock.process import spawn  # noqa: E402
-from simreal.deploy.runtime import RuntimeConfig, deploy, raised_priority  # noqa: E402
+from simreal.deploy.plan import RuntimeConfig  # noqa: E402
+from simreal.deploy.session import deploy, raised_priority  # noqa: E402
 from simreal.deploy.safety import SafetyConfig  # noqa: E402
 
 # At 500 Hz the cycle-counted thresholds keep their 50 Hz meaning in time: K failed cycles = 20 ms
@@ -68,7 +69,7 @@ def loop_case(bundle: str, seconds: float, rate: float | None, pipelined: bool, 
                             notify=lambda s: print(s, file=sys.stderr))
         report = mock.report()
     from simreal.deploy.runlog import read_log
-    from simreal.deploy.runtime import format_summary
+    from simreal.deploy.summary import format_summary
 
     print(format_summary(summary), file=sys.stderr)
 

@@ -80,7 +80,8 @@ def demo(*, robot: str = "quadruped", seconds: float = 6.0, gap: str = "nominal"
          realtime: bool = True) -> int:
     from simreal.deploy.cli import _report, exit_code
     from simreal.mock.process import spawn
-    from simreal.deploy.runtime import RuntimeConfig, deploy, raised_priority
+    from simreal.deploy.plan import RuntimeConfig
+    from simreal.deploy.session import deploy, raised_priority
     from simreal.errors import UserError
     from simreal.bundle.contract import read_contract
 

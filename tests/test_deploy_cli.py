@@ -28,7 +28,8 @@ from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.driver import LinkConfig, SerialDriver
 from simreal.deploy.runlog import read_log
-from simreal.deploy.runtime import RuntimeConfig, StartInterrupted, StartRefused, deploy
+from simreal.deploy.plan import RuntimeConfig, StartInterrupted, StartRefused
+from simreal.deploy.session import deploy
 
 mock_robot = pytest.importorskip("simreal.mock.process")
 BUNDLE = str(ROOT / "assets" / "policies" / "quadruped")

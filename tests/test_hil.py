@@ -16,7 +16,8 @@ import pytest
 from simreal.deploy import safety as S
 from simreal.deploy.driver import LinkConfig
 from simreal.deploy.runlog import read_log
-from simreal.deploy.runtime import RuntimeConfig, deploy
+from simreal.deploy.plan import RuntimeConfig
+from simreal.deploy.session import deploy
 
 mock_robot = pytest.importorskip("simreal.mock.process")
 try:
@@ -184,10 +185,10 @@ def test_sigkill_of_the_host_leaves_the_robot_to_its_watchdog(bundle, tmp_path):
     from simreal.deploy.driver import SerialDriver
     from simreal import protocol as P
 
-    child = (f"import sys; from simreal.deploy.runtime import deploy\n"
+    child = (f"import sys; from simreal.deploy.session import deploy\n"
              f"deploy({bundle!r}, sys.argv[1], duration_s=30, log_path={str(tmp_path / 'k.jsonl')!r}, realtime=True,\n"
              f"       on_cycle=lambda i, rec: print(i, flush=True))\n")
-    from simreal.deploy.runtime import raised_priority
+    from simreal.deploy.session import raised_priority
 
     with mock_robot.spawn("quadruped", gap="nominal", seed=0, watchdog_ms=200) as mock, \
             raised_priority(mock.proc.pid):
@@ -222,7 +223,7 @@ def test_sigkill_of_the_host_leaves_the_robot_to_its_watchdog(bundle, tmp_path):
 
 def test_robot_estop_latches_until_an_explicit_reset(bundle, tmp_path):
     """C10 end to end: the e-stop stops the run; the next run is refused until --clear-errors."""
-    from simreal.deploy.runtime import StartRefused
+    from simreal.deploy.plan import StartRefused
 
     # Lockstep: a COMMAND advances 20 ms of simulated time in 5 ms physics steps; the button is pressed
     # at 1.001 s and released at 1.003 s, both inside one COMMAND, and the e-stop stays latched.

@@ -19,7 +19,9 @@ from simreal.deploy import safety as S
 from simreal.deploy.clock import FakeClock
 from simreal.deploy.driver import DeviceFault, LinkCounters, LinkLost, LinkTimeout
 from simreal.deploy.runlog import RunLogWriter, read_log
-from simreal.deploy.runtime import (Runtime, RuntimeConfig, StartRefused, format_summary, plan_from_contract)
+from simreal.deploy.runtime import Runtime
+from simreal.deploy.plan import RuntimeConfig, StartRefused, plan_from_contract
+from simreal.deploy.summary import format_summary
 from simreal.envs.physics import Simulator
 from simreal.robot.observation import builder_for
 from simreal.robot.spec import load_robot

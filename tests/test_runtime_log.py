@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from simreal.deploy.runlog import RunLogWriter, read_log
-from simreal.deploy.runtime import StartRefused, contract_problems, parse_command, plan_from_contract
+from simreal.deploy.plan import StartRefused, contract_problems, parse_command, plan_from_contract
 from simreal import protocol as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,8 @@ CHILD = textwrap.dedent("""
     from test_runtime import SimDriver, ScriptPolicy, contract_of
     from simreal.deploy.clock import FakeClock, MonotonicClock
     from simreal.deploy.runlog import RunLogWriter
-    from simreal.deploy.runtime import Runtime, RuntimeConfig, plan_from_contract
+    from simreal.deploy.runtime import Runtime
+    from simreal.deploy.plan import RuntimeConfig, plan_from_contract
     from simreal.deploy.safety import SafetyConfig
     from simreal.robot.observation import builder_for
     from simreal.robot.spec import load_robot

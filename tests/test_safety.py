@@ -218,3 +218,34 @@ def test_safety_config_rejects_nonsense():
         S.SafetyConfig(tilt_debounce=0)
     with pytest.raises(ValueError, match="max_tilt_deg"):
         S.SafetyConfig(max_tilt_deg=0)
+
+
+# --------------------------------------------------------------------------- the ordered table
+
+def test_docs_safety_table_is_the_checks_table():
+    """docs/safety.md section 2 lists the checks in the order safety.CHECKS runs them, row for row."""
+    from conftest import ROOT
+
+    section = (ROOT / "docs" / "safety.md").read_text().split("## 2.")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("|") and not line.startswith(("| order", "|---"))]
+    assert [(r[0], r[2]) for r in rows] == [(c.order, c.rows) for c in S.CHECKS]
+
+
+def test_state_checks_run_in_table_order_and_the_first_failure_names_the_stop():
+    from simreal.robot.observation import RobotState
+
+    checks = S.StateChecks(LO, HI, ["a", "b", "c", "d"], S.SafetyConfig(tilt_debounce=1, stale_cycles=1),
+                           max_tilt_deg=60.0)
+    state_rows = [c.cause for c in S.CHECKS if c.order.startswith("state")]
+    assert [cause for cause, _ in checks.pipeline] == state_rows
+    level = np.array(quat_roll(0.0))
+    assert checks.first_problem(RobotState(np.zeros(4), np.zeros(4), level, np.zeros(3), timestamp=1.0)) is None
+    # beyond a joint limit AND fallen over AND a stuck clock: the joint limit (state 2) is the one reported
+    q = np.array([0.0, 0.0, 2.5, 0.0])
+    got = checks.first_problem(RobotState(q, np.zeros(4), np.array(quat_roll(90.0)), np.zeros(3), timestamp=1.0))
+    assert got[0] == S.JOINT_LIMIT and "c at" in got[1]
+    # a NaN in the state outranks everything (state 1)
+    nan_q = np.array([math.nan, 0.0, 2.5, 0.0])
+    assert checks.first_problem(RobotState(nan_q, np.zeros(4), level, np.zeros(3), timestamp=1.0))[0] == \
+        S.NON_FINITE_STATE

@@ -104,7 +104,7 @@ def _sigterm_is_ctrl_c(signum, frame) -> None:
 
 
 def _report(summary: dict, as_json: bool) -> None:
-    from simreal.deploy.runtime import format_summary
+    from simreal.deploy.summary import format_summary
 
     if as_json:
         print(json.dumps(summary, indent=1, default=str))
@@ -116,7 +116,9 @@ def _report(summary: dict, as_json: bool) -> None:
 def run_deploy(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from simreal.deploy.runtime import RuntimeConfig, deploy
+    from simreal.deploy.plan import RuntimeConfig
+
+    from simreal.deploy.session import deploy
     from simreal.deploy.safety import SafetyConfig
     from simreal.errors import UserError
 
@@ -165,7 +167,7 @@ def run_log_plot(args: argparse.Namespace) -> int:
 
 def run_log_show(args: argparse.Namespace) -> int:
     from simreal.deploy.runlog import read_log
-    from simreal.deploy.runtime import format_summary
+    from simreal.deploy.summary import format_summary
 
     try:
         run = read_log(args.log)

@@ -17,7 +17,10 @@ or simulated time in --lockstep), durations D seconds (default: to the end):
 |                              | D, until then CLEAR_ERRORS is refused                                |
 | tilt_at=T:DEG[:D]            | the base is pushed over to DEG degrees (about x) and held there D    |
 |                              | (default 1 s)                                                        |
-| nan_at=T[:N]                 | the next N STATE replies (default 1) carry NaN in the gyro           |
+| nan_at=T[:N[:CH]]            | the next N STATE replies (default 1) carry NaN in channel CH: gyro   |
+|                              | (default), q (a joint position) or quat (the IMU orientation)        |
+| encoder_slip_at=T:J:RAD[:D]  | joint J's encoder reads RAD off (a slipped gear, lost calibration)   |
+|                              | for D (default: to the end); the servo still tracks what it reads    |
 | freeze_timestamp_at=T[:D]    | STATE timestamps stop advancing while replies keep coming            |
 | estop_at=T[:D]               | the e-stop is pressed for D (default 0.5 s) and latches              |
 
@@ -36,7 +39,8 @@ from simreal.errors import UserError
 FAULT_KINDS = ("overheat", "overload", "voltage", "servo_alert", "encoder", "bus", "imu")
 REPLY_FAULTS = ("drop", "corrupt", "late", "dup")
 TIMED = ("stall_at", "disconnect_at", "device_fault", "tilt_at", "nan_at", "freeze_timestamp_at",
-         "estop_at")
+         "estop_at", "encoder_slip_at")
+NAN_CHANNELS = ("gyro", "q", "quat")
 
 
 class FaultSpecError(UserError, ValueError):
@@ -48,9 +52,9 @@ class TimedFault:
     kind: str                       # one of TIMED, without "_at"
     at: float                       # s, mock clock
     duration: float = math.inf      # s
-    value: float = 0.0              # tilt degrees, NaN reply count
-    fault: str = ""                 # device_fault kind
-    joint: str = "all"              # device_fault joint: name, index or "all"
+    value: float = 0.0              # tilt degrees, NaN reply count, encoder slip rad
+    fault: str = ""                 # device_fault kind; nan: the channel
+    joint: str = "all"              # device_fault / encoder_slip joint: name, index or "all"
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def parse_faults(text: str | None) -> FaultSchedule:
         kind = key.removesuffix("_at")
         at = _num(item, parts[0], "time")
         rest = parts[1:]
-        limits = {"disconnect": 0, "device_fault": 3, "tilt": 2}
+        limits = {"disconnect": 0, "device_fault": 3, "tilt": 2, "nan": 2, "encoder_slip": 3}
         if len(rest) > limits.get(kind, 1):
             raise FaultSpecError(f"--faults {item!r}: too many ':' fields")
         if kind == "device_fault":
@@ -129,7 +133,22 @@ def parse_faults(text: str | None) -> FaultSchedule:
             timed.append(TimedFault(kind, at, _num(item, rest[1], "duration") if len(rest) > 1 else 1.0,
                                     value=_num(item, rest[0], "angle")))
         elif kind == "nan":
-            timed.append(TimedFault(kind, at, value=_num(item, rest[0], "count") if rest else 1.0))
+            channel = rest[1] if len(rest) > 1 else "gyro"
+            if channel not in NAN_CHANNELS:
+                raise FaultSpecError(f"--faults {item!r}: nan_at=T[:N[:CHANNEL]], CHANNEL one of "
+                                     f"{', '.join(NAN_CHANNELS)}")
+            timed.append(TimedFault(kind, at, value=_num(item, rest[0], "count") if rest else 1.0, fault=channel))
+        elif kind == "encoder_slip":
+            if len(rest) < 2:
+                raise FaultSpecError(f"--faults {item!r}: encoder_slip_at=T:JOINT:RAD[:D]")
+            try:
+                slip = float(rest[1])
+            except ValueError:
+                raise FaultSpecError(f"--faults {item!r}: RAD {rest[1]!r} is not a number") from None
+            if not math.isfinite(slip):
+                raise FaultSpecError(f"--faults {item!r}: RAD must be finite, got {rest[1]}")
+            timed.append(TimedFault(kind, at, _num(item, rest[2], "duration") if len(rest) > 2 else math.inf,
+                                    value=slip, joint=rest[0]))
         else:
             default = 0.5 if kind == "estop" else math.inf
             timed.append(TimedFault(kind, at, _num(item, rest[0], "duration") if rest else default))
@@ -161,6 +180,7 @@ class Injected:
     device_fault: int = 0
     tilt: int = 0
     nan: int = 0                    # STATE replies that carried a NaN
+    encoder_slip: int = 0
     freeze_timestamp: int = 0
     estop: int = 0
     events: list = field(default_factory=list)   # (time s, kind, detail) of every timed fault

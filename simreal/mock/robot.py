@@ -43,7 +43,7 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -114,7 +114,8 @@ class MockRobot:
         # injected conditions
         self.injected = Injected()
         self.tilt_quat: np.ndarray | None = None
-        self.nan_left = 0
+        self.nan_queue: collections.deque[str] = collections.deque()   # channels of the next NaN replies
+        self.encoder_slip = np.zeros(n)
         self._frozen_us: int | None = None
         self._freeze_depth = 0
         self._stall_depth = 0
@@ -123,7 +124,7 @@ class MockRobot:
         self.falls = 0
         self.watchdog_trips = 0
         self.requests: collections.Counter[str] = collections.Counter()
-        self._events: list[tuple[float, int, str, TimedFault]] = []
+        self._events: list[tuple[float, int, Callable[[TimedFault, float], None], TimedFault]] = []
         self._build_events(schedule)
 
     # ---- clock and physics
@@ -159,8 +160,8 @@ class MockRobot:
     def tick(self, t: float) -> None:
         """Fire the scheduled faults and watchdog timers due by mock time t."""
         while self._events and self._events[0][0] <= t:
-            at, _, action, fault = heapq.heappop(self._events)
-            getattr(self, f"_on_{action}")(fault, at)
+            at, _, handler, fault = heapq.heappop(self._events)
+            handler(fault, at)
         if self._watchdog_deadline() <= t:
             self.watchdog_tripped = True
             self.watchdog_trips += 1
@@ -238,10 +239,14 @@ class MockRobot:
 
     def state(self, now: float) -> P.State:
         q, dq, quat, gyro, accel = self._measure()
-        if self.nan_left:
-            gyro = gyro.copy()
-            gyro[0] = math.nan
-            self.nan_left -= 1
+        if self.encoder_slip.any():        # encoder_slip_at: what the encoders read, not where the joint is
+            q = q + self.encoder_slip
+        if self.nan_queue:                 # nan_at: this reply carries a NaN in one channel
+            values = {"gyro": gyro, "q": q, "quat": quat}
+            channel = self.nan_queue.popleft()
+            values[channel] = values[channel].copy()
+            values[channel][0] = math.nan
+            gyro, q, quat = values["gyro"], values["q"], values["quat"]
             self.injected.nan += 1
         return P.State(self._timestamp_us(now), self.status, self.errors, self.fault_joints, q.tolist(),
                        dq.tolist(), quat.tolist(), gyro.tolist(), accel.tolist())
@@ -385,16 +390,27 @@ class MockRobot:
     # ---- scheduled faults
 
     def _build_events(self, schedule: FaultSchedule) -> None:
+        # kind -> (what happens at `at`, what happens `duration` later or None): one table, no lookup by name
+        handlers = {
+            "stall": (self._on_stall_begin, self._on_stall_end),
+            "disconnect": (self._on_disconnect, None),
+            "device_fault": (self._on_fault_begin, self._on_fault_end),
+            "tilt": (self._on_tilt_begin, self._on_tilt_end),
+            "nan": (self._on_nan, None),
+            "freeze_timestamp": (self._on_freeze_begin, self._on_freeze_end),
+            "estop": (self._on_estop_begin, self._on_estop_end),
+            "encoder_slip": (self._on_slip_begin, self._on_slip_end),
+        }
         seq = itertools.count()
         for f in schedule.timed:
-            begin_end = {"stall": ("stall_begin", "stall_end"), "device_fault": ("fault_begin", "fault_end"),
-                         "tilt": ("tilt_begin", "tilt_end"), "freeze_timestamp": ("freeze_begin", "freeze_end"),
-                         "estop": ("estop_begin", "estop_end")}.get(f.kind, (f.kind, None))
+            begin, end = handlers[f.kind]
             if f.kind == "device_fault":
                 f = dataclasses.replace(f, joint=str(self._joint_mask(f.joint)))
-            heapq.heappush(self._events, (f.at, next(seq), begin_end[0], f))
-            if begin_end[1] and math.isfinite(f.duration):
-                heapq.heappush(self._events, (f.at + f.duration, next(seq), begin_end[1], f))
+            if f.kind == "encoder_slip":
+                self._joint_index(f.joint)          # refuse an unknown joint now, not mid-run
+            heapq.heappush(self._events, (f.at, next(seq), begin, f))
+            if end is not None and math.isfinite(f.duration):
+                heapq.heappush(self._events, (f.at + f.duration, next(seq), end, f))
 
     def _joint_mask(self, joint: str) -> int:
         names = self.spec.joint_names
@@ -405,6 +421,15 @@ class MockRobot:
         if joint.isdigit() and int(joint) < len(names):
             return 1 << int(joint)
         raise FaultSpecError(f"--faults device_fault: joint {joint!r} is not 'all', an index < {len(names)} "
+                             f"or one of {names}")
+
+    def _joint_index(self, joint: str) -> int:
+        names = self.spec.joint_names
+        if joint in names:
+            return names.index(joint)
+        if joint.isdigit() and int(joint) < len(names):
+            return int(joint)
+        raise FaultSpecError(f"--faults encoder_slip: joint {joint!r} is not an index < {len(names)} "
                              f"or one of {names}")
 
     def _log(self, at: float, kind: str, detail: str = "") -> None:
@@ -446,8 +471,16 @@ class MockRobot:
         self.tilt_quat = None
 
     def _on_nan(self, f: TimedFault, at: float) -> None:
-        self.nan_left += int(f.value)
-        self._log(at, "nan", f"{int(f.value)} replies")
+        self.nan_queue.extend([f.fault or "gyro"] * int(f.value))
+        self._log(at, "nan", f"{int(f.value)} replies, {f.fault or 'gyro'}")
+
+    def _on_slip_begin(self, f: TimedFault, at: float) -> None:
+        self.encoder_slip[self._joint_index(f.joint)] += f.value
+        self.injected.encoder_slip += 1
+        self._log(at, "encoder_slip", f"{f.joint} {f.value:+g} rad")
+
+    def _on_slip_end(self, f: TimedFault, at: float) -> None:
+        self.encoder_slip[self._joint_index(f.joint)] -= f.value
 
     def _on_freeze_begin(self, f: TimedFault, at: float) -> None:
         if not self._freeze_depth:
