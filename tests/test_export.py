@@ -16,17 +16,11 @@ from simreal.train.layout import policy_source, training_run_of
 from simreal.export.extract import UnsupportedPolicy, mlp_from_actor
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import layout_for
-from simreal.robot.spec import load_robot
 from simreal.train.normalizer import Normalizer
 from simreal.train.policy_module import deterministic_actor
 
 ROBOT = "quadruped"
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_robot(ROBOT)
 
 
 def _training(spec, algo="ppo"):

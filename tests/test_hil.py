@@ -13,6 +13,8 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import tiny_bundle
+
 from simreal.deploy import safety as S
 from simreal.deploy.driver import LinkConfig
 from simreal.deploy.runlog import read_log
@@ -39,24 +41,10 @@ def config(**kw) -> RuntimeConfig:
 
 def untrained_bundle(robot: str, out) -> str:
     """A small random policy exported as a real bundle: near-zero actions, so the robot stands."""
-    torch = pytest.importorskip("torch")
-    from torch import nn
-
-    from simreal.export.bundle import export_bundle, training_fields
-    from simreal.robot.observation import layout_for
+    pytest.importorskip("torch")
     from simreal.robot.spec import load_robot
 
-    spec = load_robot(robot)
-    n_obs = layout_for(spec).size
-    torch.manual_seed(0)
-    actor = nn.Sequential(nn.Linear(n_obs, 16), nn.Tanh(), nn.Linear(16, spec.n_joints))
-    with torch.no_grad():
-        actor[2].weight.mul_(0.05)
-        actor[2].bias.zero_()
-    obs = np.random.default_rng(0).normal(0, 0.5, (64, n_obs)).astype(np.float32)
-    export_bundle(actor, None, spec, out, obs, git={}, latency_calls=20,
-                  training=training_fields(spec, algo="untrained", timesteps=0, seed=0, randomize=False))
-    return str(out)
+    return str(tiny_bundle(out, load_robot(robot), hidden=16, stand_still=True))
 
 
 @pytest.fixture(scope="module")

@@ -9,44 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
+from conftest import tiny_bundle
 from simreal.deploy import Policy
 from simreal.bundle import policy as policy_mod
-from simreal.export.bundle import export_bundle, training_fields
 from simreal.bundle.contract import (BundleError, Contract, ContractMismatch, ContractWarning,
                                      file_ref, read_contract)
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import RobotState, builder_for, layout_for
 from simreal.robot.spec import load_robot
-from simreal.train.normalizer import Normalizer
-
-
-def make_bundle(out: Path, spec, seed: int = 0, hidden: int = 32) -> Path:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    d, n = layout_for(spec).size, spec.n_joints
-    actor = nn.Sequential(nn.Linear(d, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.Tanh(),
-                          nn.Linear(hidden, n))
-    norm = Normalizer(norm_obs=True, obs_mean=rng.normal(size=d).tolist(),
-                      obs_var=rng.uniform(0.2, 3.0, d).tolist(), clip_obs=5.0)
-    obs = (rng.normal(size=(400, d)) * 2).astype(np.float32)
-    export_bundle(actor, norm, spec, out, obs, latency_calls=50,
-                  training=training_fields(spec, algo="test", timesteps=0, seed=seed, randomize=True))
-    return out
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_robot("quadruped")
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory, spec) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "quadruped", spec)
+    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "quadruped", spec)
 
 
 @pytest.fixture
@@ -237,7 +215,7 @@ def test_modified_onnx_refused(bundle):
 
 
 def test_files_from_another_bundle_fail_the_self_test(bundle, spec, tmp_path):
-    other = make_bundle(tmp_path / "other", spec, seed=7)
+    other = tiny_bundle(tmp_path / "other", spec, seed=7)
     for name in ("policy.onnx", "weights.npz"):
         shutil.copy(other / name, bundle / name)
     rehash(bundle, "onnx.file")

@@ -1,14 +1,18 @@
-"""Runtime + safety with an in-process simulated robot and a fake clock: faults.md C1-C10, T1, T2, D2, F9, P4.
+"""Runtime + safety against the mock robot in this process, with a fake clock: faults.md C1-C10, T1, T2, D2, F9, P4.
 
-SimDriver implements the Driver interface over the MuJoCo Simulator in lockstep (one control
-period per COMMAND), records everything it was asked to do (the "wire"), and injects faults at
-a given read count. With FakeClock, every timing figure is exact and nothing sleeps.
+The robot is the package's MockRobot in lockstep (one control period per COMMAND) behind a
+LoopbackPort, so every request goes through SerialDriver and the protocol's encoder and decoder
+as it would over a serial port; faults come from the mock's own fault schedule (`--faults`),
+timed in mock seconds. With FakeClock, every timing figure is exact and nothing sleeps except a
+failed read's timeout.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,176 +21,71 @@ import pytest
 from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.clock import FakeClock
-from simreal.deploy.driver import DeviceFault, LinkCounters, LinkLost, LinkTimeout
+from simreal.deploy.driver import LinkConfig, LinkTimeout, SerialDriver
 from simreal.deploy.runlog import RunLogWriter, read_log
 from simreal.deploy.runtime import Runtime
 from simreal.deploy.plan import RuntimeConfig, StartRefused, plan_from_contract
 from simreal.deploy.summary import format_summary
-from simreal.envs.physics import Simulator
+from simreal.mock.faults import parse_faults
+from simreal.mock.gap import load_gap
+from simreal.mock.loopback import LoopbackPort
+from simreal.mock.robot import MockRobot, RobotOptions
 from simreal.robot.observation import builder_for
-from simreal.robot.spec import load_robot
+
+T = 0.02          # the quadruped's control period
+RTT_S = 0.001     # fake-clock time one transaction takes
 
 
-@pytest.fixture(scope="module")
-def spec():
-    return load_robot("quadruped")
+def at_cycle(c: int) -> str:
+    """Mock time for a fault first seen by runtime cycle c's STATE read.
+
+    Lockstep: cycle c reads at mock time c*T, and its COMMAND steps physics to (c+1)*T. A fault at
+    (c - 1/2)T fires while cycle c-1's COMMAND runs, so that COMMAND's reply is the first to carry
+    it: link and device faults stop cycle c-1; what a STATE shows (tilt, NaN, a stuck clock, an
+    encoder) is first checked by cycle c's read (a non-pipelined run does not use COMMAND replies).
+    """
+    return f"{(c - 0.5) * T:.4f}"
 
 
-_SIMS: dict = {}
-
-
-def shared_sim(spec) -> Simulator:
-    """One compiled model per robot for the whole module (compiling is most of a short test's cost)."""
-    sim = _SIMS.get(spec.name)
-    if sim is None:
-        sim = _SIMS[spec.name] = Simulator(spec)
-    sim.configure_servos(1.0)
-    sim.reset()
-    return sim
-
-
-class SimDriver:
-    """A robot behind the Driver interface: MuJoCo in lockstep, faults by read count, a recorded wire."""
-
-    def __init__(self, spec, clock: FakeClock, *, rtt_s: float = 0.001, faults: dict | None = None,
-                 robot_name: str | None = None, joint_names=None, tilt_deg: float = 0.0, watchdog_ms: int = 500):
-        self.spec, self.clock, self.rtt_s = spec, clock, rtt_s
-        self.faults = faults or {}
-        self.sim = shared_sim(spec)
-        self.name = robot_name or spec.name
-        self.names = tuple(joint_names or spec.joint_names)
-        self.watchdog_ms = watchdog_ms
-        self.info = None
-        self.counters = LinkCounters()
-        self.torque = False
-        self.mode = "off"
-        self.reads = 0
-        self.wire: list[tuple[str, object]] = []      # (request, payload) in order
-        self.frozen_ts: int | None = None
-        self.start_tilt = tilt_deg
-        self.closed = False
-
-    # -- helpers
-    def _fault(self, name: str) -> bool:
-        at = self.faults.get(name)
-        return at is not None and self.reads >= at
-
-    def _tick(self, what: str, payload=None) -> None:
-        if self._fault("lose_at"):
-            self.counters.link_lost += 1
-            raise LinkLost("link to sim lost: mock killed")
-        self.wire.append((what, payload))
-        self.clock.advance(self.rtt_s)
-        if self._fault("timeout_at") and what != "HELLO":
-            self.counters.failed += 1
-            self.clock.advance(0.008)
-            raise LinkTimeout(f"no valid reply to {what}")
-
-    def _state(self) -> P.State:
-        m = self.sim.measure()
-        q, dq, quat = list(m.joint_pos), list(m.joint_vel), list(m.quat)
-        ts = int(round(m.timestamp * 1e6))
-        if self.start_tilt:
-            a = math.radians(self.start_tilt) / 2
-            quat = [math.cos(a), math.sin(a), 0.0, 0.0]
-        if self._fault("tilt_at"):
-            a = math.radians(self.faults.get("tilt_deg", 90.0)) / 2
-            quat = [math.cos(a), math.sin(a), 0.0, 0.0]
-        if self._fault("nan_state_at"):
-            q[0] = math.nan
-        if self._fault("nan_imu_at"):
-            quat[0] = math.nan
-        if self._fault("beyond_at"):
-            q[1] = self.spec.joint_max[1] + 0.5
-        if self._fault("stuck_knee_at"):
-            q[1] = self.spec.joint_min[1] - 0.5
-        if self._fault("freeze_ts_at"):
-            self.frozen_ts = ts if self.frozen_ts is None else self.frozen_ts
-            ts = self.frozen_ts
-        status = P.Status.CALIBRATED | P.Status.SIMULATED | (P.Status.TORQUE_ON if self.torque else 0)
-        errors = P.Fault.OVERHEAT if self._fault("device_fault_at") else 0
-        st = P.State(ts, int(status), int(errors), 0, tuple(q), tuple(dq), tuple(quat), tuple(m.gyro), tuple(m.accel))
-        return st
-
-    def _checked(self) -> P.State:
-        st = self._state()
-        if st.faulted:
-            self.counters.device_faults += 1
-            raise DeviceFault("device fault on sim: errors OVERHEAT", st)
-        return st
-
-    # -- Driver interface
-    def connect(self) -> None:
-        pass
-
-    def handshake(self) -> P.Info:
-        self._tick("HELLO")
-        caps = P.Capability.SIMULATED | P.Capability.GAINS
-        self.info = P.Info(self.name, self.names, (1, 0, 0), P.PROTOCOL_VERSION, self.watchdog_ms, caps)
-        return self.info
+@dataclasses.dataclass
+class Bench:
+    """The robot side of one test: the mock robot, the port its bytes cross, the driver over it."""
+    robot: MockRobot
+    port: LoopbackPort
+    driver: SerialDriver
 
     @property
-    def joint_names(self):
-        return self.names
-
-    def read_state(self) -> P.State:
-        self.reads += 1
-        if self.reads in self.faults.get("stall_reads", {}):
-            self.clock.advance(self.faults["stall_reads"][self.reads])
-        self._tick("GET_STATE")
-        return self._checked()
-
-    def send_command(self, q_target, kp_scale=None, kd_scale=None, *, budget_s=None) -> P.State:
-        q = tuple(float(v) for v in q_target)
-        self._tick("COMMAND", (q, None if kp_scale is None else tuple(kp_scale)))
-        if self.torque and self.mode == "pos":
-            self.sim.configure_servos(float(np.mean(kp_scale)) if kp_scale is not None else 1.0)
-            self.sim.step(np.asarray(q))
-        else:
-            self.sim.step(self.sim.data.ctrl[self.sim.act_idx].copy())
-        return self._checked()
-
-    def enable_torque(self) -> P.State:
-        self._tick("TORQUE", True)
-        self.torque, self.mode = True, "pos"
-        return self._checked()
-
-    def disable_torque(self) -> P.State:
-        self._tick("TORQUE", False)
-        self.torque, self.mode = False, "off"
-        return self._state()
-
-    def damp(self) -> P.State:
-        self._tick("DAMP")
-        self.mode = "damp"
-        return self._state()
-
-    def hold(self) -> P.State:
-        self._tick("HOLD")
-        return self._state()
-
-    def clear_errors(self) -> P.State:
-        self._tick("CLEAR_ERRORS")
-        return self._state()
-
-    def heartbeat(self):
-        self._tick("HEARTBEAT")
-        return P.HeartbeatAck(0, 0, 0)
-
-    def reset(self, q=None, *, seed=0, base_pos=None, base_quat=None):
-        raise NotImplementedError
-
-    def ground_truth(self) -> P.SimGroundTruth:
-        self._tick("SIM_GET_GROUND_TRUTH")
-        s = self.sim
-        return P.SimGroundTruth(s.time, tuple(s.base_pos()), tuple(s.base_quat()), tuple(s.base_lin_vel_world()),
-                                tuple(s.base_ang_vel_body()), s.tilt() > 1.0)
-
-    def close(self) -> None:
-        self.closed = True
+    def wire(self) -> list[tuple[str, object]]:
+        return self.port.wire
 
     def commands(self) -> list[tuple]:
-        return [p[0] for w, p in self.wire if w == "COMMAND"]
+        return self.port.commands()
+
+    @property
+    def torque(self) -> bool:
+        return self.robot.mode != "off"
+
+
+def make_bench(spec, clock: FakeClock, *, faults: str = "", hook=None, host_stalls: dict | None = None) -> Bench:
+    """host_stalls {GET_STATE number: s}: the host is descheduled that long in that read (read 1 is pre-flight)."""
+    robot = MockRobot(spec, load_gap("nominal")[1], parse_faults(faults), seed=0,
+                      options=RobotOptions(lockstep=True))
+    reads = [0]
+
+    def on_request(msg):
+        clock.advance(RTT_S)
+        if isinstance(msg, P.GetState):
+            reads[0] += 1
+            clock.advance((host_stalls or {}).get(reads[0], 0.0))
+
+    def wait(s: float) -> None:     # a read that gets nothing waits its timeout out, on both clocks
+        time.sleep(s)
+        clock.advance(s)
+
+    port = LoopbackPort(robot, hook=hook, on_request=on_request, wait=wait)
+    driver = SerialDriver("loopback://mock", joint_names=spec.joint_names, opener=lambda url, cfg: port,
+                          config=LinkConfig(timeout_s=0.004, retries=1, budget_s=None))
+    return Bench(robot, port, driver)
 
 
 class ScriptPolicy:
@@ -206,6 +105,11 @@ class ScriptPolicy:
         return a, self.spec.default_pose + self.spec.control.action_scale * a
 
 
+def info_says(**fields):
+    """A reply hook: the robot's INFO claims something else (another robot, other joint names)."""
+    return lambda request, reply: dataclasses.replace(reply, **fields) if isinstance(reply, P.Info) else reply
+
+
 def contract_of(spec) -> SimpleNamespace:
     """The contract fields the runtime reads, as export writes them for this robot."""
     return SimpleNamespace(robot=spec.name, joint_names=spec.joint_names, default_pose=spec.default_pose.tolist(),
@@ -215,28 +119,23 @@ def contract_of(spec) -> SimpleNamespace:
                            command_yaw=spec.task.command_yaw)
 
 
-def make_runtime(spec, *, faults=None, fn=None, duration=1.0, config=None, log=None, clock=None, drv_kw=None,
-                 commands=None, on_cycle=None, infer_s=0.0005, **cfg):
+def make_runtime(spec, *, faults="", fn=None, duration=1.0, config=None, log=None, clock=None, hook=None,
+                 host_stalls=None, commands=None, on_cycle=None, infer_s=0.0005, **cfg):
     clock = clock or FakeClock(100.0)
-    drv = SimDriver(spec, clock, faults=faults, **(drv_kw or {}))
+    bench = make_bench(spec, clock, faults=faults, hook=hook, host_stalls=host_stalls)
     pol = ScriptPolicy(spec, fn, clock, infer_s)
     plan = plan_from_contract(contract_of(spec), spec)
-    base = dict(duration_s=duration, soft_start_s=0.2, settle_s=0.1, handle_signals=False)
+    base = dict(duration_s=duration, soft_start_s=0.2, settle_s=0.1, handle_signals=False, relaxed_timeout_s=0.004)
     base.update(cfg)
-    rt = Runtime(drv, pol, plan, builder_for(spec), config or RuntimeConfig(**base), log=log, clock=clock,
+    rt = Runtime(bench.driver, pol, plan, builder_for(spec), config or RuntimeConfig(**base), log=log, clock=clock,
                  commands=commands, on_cycle=on_cycle)
-    return rt, drv, pol, clock
+    return rt, bench, pol, clock
 
 
 N_PRE = 15   # soft start (0.2 s) + settle (0.1 s) at 50 Hz: cycles before the policy runs
 
 
-def cycle_of_read(r: int) -> int:
-    """Read 1 is the pre-flight check; cycle i does read i + 2."""
-    return r - 2
-
-
-def after_torque_on(drv: SimDriver) -> list[str]:
+def after_torque_on(drv: Bench) -> list[str]:
     kinds = [w for w, _ in drv.wire]
     return kinds[kinds.index("TORQUE"):]
 
@@ -271,7 +170,7 @@ def test_nominal_run_keeps_deadlines_and_stops_with_torque_off(spec):
 
 def test_soft_start_ramps_to_default_pose_with_rising_gains(spec):
     rt, drv, pol, clock = make_runtime(spec, duration=0.1)
-    drv.sim.reset(pose=spec.default_pose + 0.3 * np.array([1, -1] * 4))   # start away from the default pose
+    drv.robot.sim.reset(pose=spec.default_pose + 0.3 * np.array([1, -1] * 4))   # start away from the default pose
     rt.run()
     cmds = [p for w, p in drv.wire if w == "COMMAND"]
     gains = [p[1][0] for p in cmds[:10]]
@@ -283,13 +182,13 @@ def test_soft_start_ramps_to_default_pose_with_rising_gains(spec):
 
 # --------------------------------------------------------------------------- C1 / C2 / C3
 
-@pytest.mark.parametrize("fault", ["nan_state_at", "nan_imu_at"])
-def test_c1_non_finite_state_never_reaches_the_policy(spec, fault):
-    at = N_PRE + 5
-    rt, drv, pol, clock = make_runtime(spec, faults={fault: at})
+@pytest.mark.parametrize("channel", ["q", "quat", "gyro"])
+def test_c1_non_finite_state_never_reaches_the_policy(spec, channel):
+    c = N_PRE + 3
+    rt, drv, pol, clock = make_runtime(spec, faults=f"nan_at={at_cycle(c)}:2:{channel}")   # 2: cycle c-1's COMMAND reply takes one
     s = rt.run()
-    assert s["safe_stops"][0]["cause"] == S.NON_FINITE_STATE
-    assert pol.calls == cycle_of_read(at) - N_PRE    # cycles before the fault only
+    assert s["safe_stops"][0]["cause"] == S.NON_FINITE_STATE and s["safe_stops"][0]["cycle"] == c
+    assert pol.calls == c - N_PRE                   # cycles before the fault only
     assert all(np.all(np.isfinite(x)) for x in pol.inputs)
     assert_safe_stopped(rt, drv, S.NON_FINITE_STATE)
 
@@ -326,26 +225,26 @@ def test_c3_huge_and_jumping_actions_are_clamped_and_rate_limited(spec, gain):
     cmds = np.array(drv.commands())
     assert np.all(cmds >= spec.joint_min - 1e-12) and np.all(cmds <= spec.joint_max + 1e-12)
     step = spec.control.max_target_rate * spec.control.period
-    assert np.max(np.abs(np.diff(cmds, axis=0))) <= step + 1e-9
+    assert np.max(np.abs(np.diff(cmds, axis=0))) <= step + 1e-6      # the wire carries float32
     assert s["safe_stops"] == [] or s["safe_stops"][0]["cause"] in (S.TILT, S.JOINT_LIMIT)
 
 
 # --------------------------------------------------------------------------- C4 / C5 / C6 / C7
 
 def test_c4_stale_timestamp_detected_after_n_cycles(spec):
-    at = N_PRE + 10
-    rt, drv, pol, clock = make_runtime(spec, faults={"freeze_ts_at": at})
+    c = N_PRE + 8
+    rt, drv, pol, clock = make_runtime(spec, faults=f"freeze_timestamp_at={at_cycle(c)}")
     s = rt.run()
     trip = s["safe_stops"][0]
     assert trip["cause"] == S.STALE_STATE
     n = rt.config.safety.stale_cycles
-    assert trip["cycle"] - cycle_of_read(at) <= n
+    assert c < trip["cycle"] <= c + n
     assert_safe_stopped(rt, drv, S.STALE_STATE)
 
 
 def test_c5_one_stall_is_counted_and_skipped_not_a_stop(spec):
     stall_at = N_PRE + 10
-    rt, drv, pol, clock = make_runtime(spec, faults={"stall_reads": {stall_at: 0.035}})
+    rt, drv, pol, clock = make_runtime(spec, host_stalls={stall_at: 0.035})
     s = rt.run()
     assert s["safe_stops"] == []
     assert s["overruns"] == 1 and s["missed_deadlines"] == 1
@@ -356,7 +255,7 @@ def test_c5_one_stall_is_counted_and_skipped_not_a_stop(spec):
 
 def test_c5_ten_percent_slow_cycles_counted_not_a_stop(spec):
     stalls = {r: 0.03 for r in range(N_PRE + 1, N_PRE + 50, 10)}   # 1.5x the 20 ms budget
-    rt, drv, pol, clock = make_runtime(spec, faults={"stall_reads": stalls})
+    rt, drv, pol, clock = make_runtime(spec, host_stalls=stalls)
     s = rt.run()
     assert s["safe_stops"] == [] and s["overruns"] == len(stalls)
 
@@ -371,18 +270,19 @@ def test_c5_persistent_overruns_are_a_safe_stop(spec):
 
 @pytest.mark.parametrize("deg", [60.5, 90.0, 120.0])
 def test_c6_fall_is_a_safe_stop_after_debounce(spec, deg):
-    at = N_PRE + 5
-    rt, drv, pol, clock = make_runtime(spec, faults={"tilt_at": at, "tilt_deg": deg})
+    c = N_PRE + 3
+    rt, drv, pol, clock = make_runtime(spec, faults=f"tilt_at={at_cycle(c)}:{deg}")
     s = rt.run()
     trip = s["safe_stops"][0]
     assert trip["cause"] == S.TILT
     d = rt.config.safety.tilt_debounce
-    assert trip["cycle"] == cycle_of_read(at) + d - 1     # D tilted cycles
+    assert trip["cycle"] == c + d - 1                     # D tilted cycles
     assert_safe_stopped(rt, drv, S.TILT)
 
 
 def test_c7_joint_beyond_limit_is_a_safe_stop(spec):
-    rt, drv, pol, clock = make_runtime(spec, faults={"beyond_at": N_PRE + 3})
+    # fl_knee's encoder slips 1.7 rad: it reads ~+0.5 rad, past its 0.0 limit (+0.1 margin)
+    rt, drv, pol, clock = make_runtime(spec, faults=f"encoder_slip_at={at_cycle(N_PRE + 1)}:fl_knee:1.7")
     s = rt.run()
     assert s["safe_stops"][0]["cause"] == S.JOINT_LIMIT
     assert "fl_knee" in s["safe_stops"][0]["detail"]
@@ -449,10 +349,11 @@ def test_c9_signals_are_a_safe_stop(spec, sig):
 
 
 def test_c10_latch_holds_until_explicit_reset(spec):
-    rt, drv, pol, clock = make_runtime(spec, faults={"tilt_at": N_PRE + 2})
+    rt, drv, pol, clock = make_runtime(spec, faults=f"tilt_at={at_cycle(N_PRE)}:90")
     rt.run()
     assert rt.latch.safe
-    del drv.faults["tilt_at"]                                   # the cause is gone ...
+    drv.robot.tilt_quat = None                                  # the cause is gone: the robot is
+    drv.driver.reset()                                          # stood back up (SIM_RESET) ...
     n_wire = len(drv.wire)
     with pytest.raises(StartRefused, match="latched"):
         rt.run()                                                # ... but nothing moves
@@ -465,44 +366,46 @@ def test_c10_latch_holds_until_explicit_reset(spec):
 # --------------------------------------------------------------------------- link: T1 / T2 / D2 / F9
 
 def test_t1_link_lost_is_a_safe_stop_within_one_cycle(spec, tmp_path):
-    at = N_PRE + 7
+    c = N_PRE + 5
     log = RunLogWriter(tmp_path / "t1.jsonl", {"robot": spec.name})
-    rt, drv, pol, clock = make_runtime(spec, faults={"lose_at": at}, log=log)
+    rt, drv, pol, clock = make_runtime(spec, faults=f"disconnect_at={at_cycle(c)}", log=log)
     s = rt.run()
     log.close()
     trip = s["safe_stops"][0]
-    assert trip["cause"] == S.LINK_LOST and trip["cycle"] == cycle_of_read(at)
-    assert not s["stop"]["confirmed"] and "watchdog (500 ms)" in s["stop"]["note"]
+    assert trip["cause"] == S.LINK_LOST and trip["cycle"] == c - 1      # lost during cycle c-1's COMMAND
+    # a lockstep mock declares no watchdog (its clock is the host's requests), and the summary says so
+    assert not s["stop"]["confirmed"] and "declares no watchdog" in s["stop"]["note"]
     run = read_log(tmp_path / "t1.jsonl")
     assert run.events_of("trip")[0]["cause"] == S.LINK_LOST and run.events_of("safe_stop")
 
 
 def test_t2_d2_failing_link_is_a_safe_stop_after_k_cycles(spec):
-    at = N_PRE + 7
-    rt, drv, pol, clock = make_runtime(spec, faults={"timeout_at": at})
+    c = N_PRE + 5
+    rt, drv, pol, clock = make_runtime(spec, faults=f"stall_at={at_cycle(c)}")
     s = rt.run()
     trip = s["safe_stops"][0]
     k = rt.config.safety.max_failed_cycles
-    assert trip["cause"] == S.LINK_FAILED and trip["cycle"] == cycle_of_read(at) + k - 1
+    assert trip["cause"] == S.LINK_FAILED and trip["cycle"] == c + k - 1   # c-1's reply was out: c's read is the first unanswered
     assert s["failed_cycles"] == k and s["errors"]["LinkTimeout"] == k
     assert not s["stop"]["confirmed"]
-    assert [w for w, _ in drv.wire].count("TORQUE") <= 1 + rt.config.stop_timeout_s / 0.02 + 1   # no retry storm
+    attempts = [w for w, _ in drv.wire].count("TORQUE") / (drv.driver.config.retries + 1)
+    assert attempts <= 1 + rt.config.stop_timeout_s / 0.02 + 1        # no retry storm: one per period at most
     # T2: SAFE <= K*period + timeout after the first failure (fake clock: exact)
-    assert trip["t"] - (rt.stats.starts[cycle_of_read(at)] - rt.t0) <= k * 0.02 + 0.008 + 1e-9
+    assert trip["t"] - (rt.stats.starts[c] - rt.t0) <= k * 0.02 + 0.008 + 1e-9
 
 
 def test_f9_device_fault_is_a_safe_stop_within_one_cycle(spec):
-    at = N_PRE + 4
-    rt, drv, pol, clock = make_runtime(spec, faults={"device_fault_at": at})
+    c = N_PRE + 2
+    rt, drv, pol, clock = make_runtime(spec, faults=f"device_fault={at_cycle(c)}:overheat")
     s = rt.run()
-    assert s["safe_stops"][0]["cause"] == S.DEVICE_FAULT and s["safe_stops"][0]["cycle"] == cycle_of_read(at)
+    assert s["safe_stops"][0]["cause"] == S.DEVICE_FAULT and s["safe_stops"][0]["cycle"] == c - 1   # c-1's reply
     assert s["stop"]["confirmed"] and not drv.torque
 
 
 # --------------------------------------------------------------------------- refusing to start
 
 def test_contract_mismatch_refused_before_torque(spec):
-    rt, drv, pol, clock = make_runtime(spec, drv_kw={"robot_name": "biped"})
+    rt, drv, pol, clock = make_runtime(spec, hook=info_says(robot_name="biped"))
     with pytest.raises(StartRefused, match="robot: the bundle is for 'quadruped'"):
         rt.run()
     assert "TORQUE" not in [w for w, _ in drv.wire] and not drv.commands()
@@ -511,21 +414,21 @@ def test_contract_mismatch_refused_before_torque(spec):
 def test_joint_name_mismatch_refused_before_torque(spec):
     names = list(spec.joint_names)
     names[2] = "fr_hip_yaw"
-    rt, drv, pol, clock = make_runtime(spec, drv_kw={"joint_names": names})
+    rt, drv, pol, clock = make_runtime(spec, hook=info_says(joint_names=tuple(names)))
     with pytest.raises(StartRefused, match="joint_names"):
         rt.run()
     assert "TORQUE" not in [w for w, _ in drv.wire]
 
 
 def test_tilted_robot_refused_before_torque(spec):
-    rt, drv, pol, clock = make_runtime(spec, drv_kw={"tilt_deg": 80.0})
+    rt, drv, pol, clock = make_runtime(spec, faults="tilt_at=0:80:10")
     with pytest.raises(StartRefused, match="tilted"):
         rt.run()
     assert "TORQUE" not in [w for w, _ in drv.wire]
 
 
 def test_faulted_robot_refused_until_cleared(spec):
-    rt, drv, pol, clock = make_runtime(spec, faults={"device_fault_at": 0})
+    rt, drv, pol, clock = make_runtime(spec, faults="device_fault=0:overheat")
     with pytest.raises(StartRefused, match="clear-errors"):
         rt.run()
     assert "TORQUE" not in [w for w, _ in drv.wire]
@@ -536,7 +439,7 @@ def test_faulted_robot_refused_until_cleared(spec):
 def test_every_cycle_and_event_is_logged(spec, tmp_path):
     path = tmp_path / "run.jsonl"
     log = RunLogWriter(path, {"robot": spec.name, "joint_names": spec.joint_names})
-    rt, drv, pol, clock = make_runtime(spec, faults={"tilt_at": N_PRE + 20}, log=log)
+    rt, drv, pol, clock = make_runtime(spec, faults=f"tilt_at={at_cycle(N_PRE + 18)}:90", log=log)
     s = rt.run()
     log.close()
     run = read_log(path)
@@ -553,13 +456,13 @@ def test_every_cycle_and_event_is_logged(spec, tmp_path):
 def test_lost_torque_on_reply_still_gets_a_safe_stop(spec):
     """The TORQUE request may have landed even though its reply did not: refuse, but stop properly."""
     rt, drv, pol, clock = make_runtime(spec)
-    real = drv.enable_torque
+    real = drv.driver.enable_torque
 
     def lossy():
         real()
         raise LinkTimeout("no valid STATE reply to TORQUE")
 
-    drv.enable_torque = lossy
+    drv.driver.enable_torque = lossy
     with pytest.raises(StartRefused, match="not confirmed"):
         rt.run()
     assert not drv.commands() and not drv.torque
@@ -573,7 +476,7 @@ def test_robot_folded_past_its_limits_is_brought_in_by_the_soft_start(spec, tmp_
     rt, drv, pol, clock = make_runtime(spec, log=log)
     folded = spec.default_pose.copy()
     folded[1] = spec.joint_min[1] - 0.5                        # fl_knee 0.5 rad past its limit
-    drv.sim.reset(pose=folded)
+    drv.robot.sim.reset(pose=folded)
     s = rt.run()
     log.close()
     assert s["safe_stops"] == [] and s["end"] == "duration"
@@ -584,7 +487,7 @@ def test_robot_folded_past_its_limits_is_brought_in_by_the_soft_start(spec, tmp_
 
 
 def test_joint_that_never_comes_inside_is_a_stop_when_the_policy_would_start(spec):
-    rt, drv, pol, clock = make_runtime(spec, faults={"stuck_knee_at": 0})
+    rt, drv, pol, clock = make_runtime(spec, faults="encoder_slip_at=0:fl_knee:-1.7")     # reads ~0.5 rad below its limit
     s = rt.run()
     assert s["safe_stops"][0]["cause"] == S.JOINT_LIMIT and "after the soft start" in s["safe_stops"][0]["detail"]
     assert pol.calls == 0 and s["safe_stops"][0]["cycle"] == N_PRE
@@ -594,7 +497,7 @@ def test_joint_far_past_its_limit_at_power_up_is_refused(spec):
     rt, drv, pol, clock = make_runtime(spec)
     pose = spec.default_pose.copy()
     pose[1] = spec.joint_min[1] - 1.5
-    drv.sim.reset(pose=pose)
+    drv.robot.sim.reset(pose=pose)
     with pytest.raises(StartRefused, match="calibration"):
         rt.run()
     assert "TORQUE" not in [w for w, _ in drv.wire]

@@ -56,7 +56,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
     import numpy as np
-    from test_runtime import SimDriver, ScriptPolicy, contract_of
+    from test_runtime import ScriptPolicy, contract_of, make_bench
     from simreal.deploy.clock import FakeClock, MonotonicClock
     from simreal.deploy.runlog import RunLogWriter
     from simreal.deploy.runtime import Runtime
@@ -67,7 +67,7 @@ CHILD = textwrap.dedent("""
 
     spec = load_robot("quadruped")
     clock = MonotonicClock(spin_s=0.0)
-    drv = SimDriver(spec, FakeClock(), faults={{"tilt_at": {tilt_at}}})
+    drv = make_bench(spec, FakeClock(), faults={faults!r}).driver     # the mock robot, in this process
     log = RunLogWriter({log!r}, {{"robot": spec.name}})
     event = log.event
     def loud_event(kind, **kw):
@@ -90,8 +90,10 @@ def test_p4_log_survives_sigkill(tmp_path, when):
     The child runs in real time; overruns are not a fault here (a loaded test host must not turn the
     tilt it is waiting for into an overrun stop)."""
     path = tmp_path / "killed.jsonl"
-    tilt_at = 40 if when == "during_safe_stop" else 10 ** 6
-    code = CHILD.format(tests=str(ROOT / "tests"), log=str(path), tilt_at=tilt_at)
+    from test_runtime import at_cycle
+
+    faults = f"tilt_at={at_cycle(38)}:90" if when == "during_safe_stop" else ""
+    code = CHILD.format(tests=str(ROOT / "tests"), log=str(path), faults=faults)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)

@@ -464,6 +464,10 @@ class MockRobot:
         self.tilt_quat = np.array([math.cos(a / 2), math.sin(a / 2), 0.0, 0.0])
         qpos = self.sim.data.qpos
         qpos[2] = max(qpos[2], self._spawn_z)
+        qpos[3:7] = self.tilt_quat          # pushed over now: the next reply shows it, physics step or not
+        import mujoco
+
+        mujoco.mj_forward(self.sim.model, self.sim.data)
         self.injected.tilt += 1
         self._log(at, "tilt", f"{f.value:g} deg")
 
