@@ -40,3 +40,45 @@ def assert_clean_error(r: subprocess.CompletedProcess, code: int, *needles: str)
     text = r.stderr + r.stdout
     for n in needles:
         assert n in text, f"{n!r} not in the output:\n{text}"
+
+
+# --------------------------------------------------------------------------- shared robot fixtures
+
+@pytest.fixture(scope="session")
+def spec():
+    """The quadruped's validated spec (read-only: RobotSpec is frozen)."""
+    from simreal.robot.spec import load_robot
+
+    return load_robot("quadruped")
+
+
+def tiny_bundle(out: Path, spec, *, seed: int = 0, hidden: int = 32, stand_still: bool = False) -> Path:
+    """A small random policy exported as a real bundle (ONNX, contract, probe): what tests load.
+
+    stand_still: near-zero actions and no normalizer, so a robot running it stands at its default
+    pose; otherwise a random normalizer and actions of ordinary size, to exercise the graph."""
+    from torch import nn
+
+    from simreal.export.bundle import export_bundle, training_fields
+    from simreal.robot.observation import layout_for
+    from simreal.train.normalizer import Normalizer
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    d, n = layout_for(spec).size, spec.n_joints
+    actor = nn.Sequential(nn.Linear(d, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, n))
+    norm = None
+    if stand_still:
+        with torch.no_grad():
+            actor[-1].weight.mul_(0.05)
+            actor[-1].bias.zero_()
+    else:
+        norm = Normalizer(norm_obs=True, obs_mean=rng.normal(size=d).tolist(),
+                          obs_var=rng.uniform(0.2, 3.0, d).tolist(), clip_obs=5.0)
+    obs = (rng.normal(size=(400, d)) * (0.5 if stand_still else 2)).astype(np.float32)
+    export_bundle(actor, norm, spec, out, obs, git={}, latency_calls=20,
+                  training=training_fields(spec, algo="untrained" if stand_still else "test", timesteps=0,
+                                           seed=seed, randomize=not stand_still))
+    return Path(out)
