@@ -82,3 +82,26 @@ def tiny_bundle(out: Path, spec, *, seed: int = 0, hidden: int = 32, stand_still
                   training=training_fields(spec, algo="untrained" if stand_still else "test", timesteps=0,
                                            seed=seed, randomize=not stand_still))
     return Path(out)
+
+
+@pytest.fixture
+def serve_mock(spec):
+    """serve_mock(hook=..., faults=..., transport=..., simulated=...) -> a lockstep MockRobot of the
+    quadruped served from a thread over a real pty (simreal.mock.threaded), closed after the test."""
+    from simreal.mock.faults import parse_faults
+    from simreal.mock.gap import load_gap
+    from simreal.mock.robot import MockRobot, RobotOptions
+    from simreal.mock.threaded import ThreadedMock
+
+    made: list = []
+
+    def _serve(*, hook=None, faults: str | None = None, transport: str = "pty", simulated: bool = True,
+               link_timeout_s: float = 0.05) -> ThreadedMock:
+        schedule = parse_faults(faults)
+        robot = MockRobot(spec, load_gap("nominal")[1], schedule,
+                          options=RobotOptions(watchdog_s=0.0, lockstep=True, simulated=simulated))
+        made.append(ThreadedMock(robot, schedule, transport=transport, hook=hook, link_timeout_s=link_timeout_s))
+        return made[-1]
+    yield _serve
+    for m in made:
+        m.close()

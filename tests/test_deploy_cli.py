@@ -2,13 +2,12 @@
 
 Table-driven: each row is a command line (a subprocess), the exit code it must end with and the
 words its message must contain. Tests that need a live port share one lockstep mock robot per
-module; those that need a robot WITHOUT the SIMULATED capability use tests/serial_fake_robot.py
-(a protocol peer in a thread behind a pty) declared as hardware. The in-process tests below check the start order itself: Ctrl-C /
+module; those that need a robot WITHOUT the SIMULATED capability serve a mock that plays hardware
+(RobotOptions(simulated=False)) from a thread of the test process, so they can see what it received. The in-process tests below check the start order itself: Ctrl-C /
 SIGTERM before torque on never sends TORQUE 1, and --reset-sim stands a fallen mock back up.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import select
@@ -23,7 +22,6 @@ import pytest
 import yaml
 
 from conftest import ROOT, assert_clean_error, run_simreal
-from serial_fake_robot import FakeRobot, received_of
 from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.driver import LinkConfig, SerialDriver
@@ -133,20 +131,16 @@ def test_busy_port_is_refused_in_one_line(mock, tmp_path):
 
 
 @pytest.fixture
-def hardware():
+def hardware(serve_mock):
     """A quadruped that is not simulated (no SIMULATED capability): the operator gate applies."""
-    import json
-
-    names = tuple(json.loads((Path(BUNDLE) / "policy.json").read_text())["joint_names"])
-    with FakeRobot(names, robot_name="quadruped", simulated=False) as robot:
-        yield robot
+    return serve_mock(simulated=False)
 
 
 def test_reset_sim_on_hardware_is_refused_from_the_command_line(hardware, tmp_path):
     r = run_simreal("deploy", BUNDLE, "--port", hardware.url, "--reset-sim", "--yes", "--duration", "0.5",
                     "--log", str(tmp_path / "run.jsonl"))
     assert_clean_error(r, 2, "--reset-sim is for simulated robots only")
-    assert received_of(hardware, P.Torque) == [] and received_of(hardware, P.SimReset) == []
+    assert hardware.received(P.Torque) == [] and hardware.received(P.SimReset) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -166,7 +160,7 @@ def test_signal_at_the_operator_prompt_never_sends_torque_on(hardware, tmp_path,
             assert proc.poll() is None and time.monotonic() < deadline, (proc.poll(), seen, proc.stderr)
             if select.select([proc.stdout], [], [], 0.5)[0]:
                 seen += os.read(proc.stdout.fileno(), 4096)
-        assert received_of(hardware, P.Hello), "the prompt came before the handshake"
+        assert hardware.received(P.Hello), "the prompt came before the handshake"
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -176,7 +170,7 @@ def test_signal_at_the_operator_prompt_never_sends_torque_on(hardware, tmp_path,
         os.close(master)
     r = subprocess.CompletedProcess(proc.args, proc.returncode, (seen + out).decode(), err.decode())
     assert_clean_error(r, 130, sig.name, "torque was never on")
-    assert received_of(hardware, P.Torque) == []
+    assert hardware.received(P.Torque) == []
     kinds = _events(tmp_path / "run.jsonl")
     assert "start_interrupted" in kinds and "trip" not in kinds
 
@@ -265,22 +259,14 @@ def test_reset_sim_stands_a_fallen_mock_back_up(mock, tmp_path):
     assert summary["policy_s"] == pytest.approx(1.5, abs=0.05)
 
 
-def test_reset_sim_is_refused_on_hardware(mock, tmp_path, monkeypatch):
+def test_reset_sim_is_refused_on_hardware(hardware, tmp_path):
     """A robot without the SIMULATED capability: --reset-sim refuses before torque on."""
-    real_handshake = SerialDriver.handshake
-
-    def hardware_handshake(self):
-        info = real_handshake(self)
-        info = dataclasses.replace(info, capabilities=info.capabilities & ~int(P.Capability.SIMULATED))
-        self.info = info
-        return info
-
-    monkeypatch.setattr(SerialDriver, "handshake", hardware_handshake)
     log = tmp_path / "run.jsonl"
     with pytest.raises(StartRefused, match="--reset-sim is for simulated robots only"):
-        deploy(BUNDLE, mock.port, duration_s=0.5, log_path=str(log), config=config(reset_sim=True), link=LINK,
+        deploy(BUNDLE, hardware.url, duration_s=0.5, log_path=str(log), config=config(reset_sim=True), link=LINK,
                confirm=lambda info: True)
     assert "torque_on" not in _events(log)
+    assert hardware.received(P.Torque) == [] and hardware.received(P.SimReset) == []
 
 
 # --------------------------------------------------------------------------- demo: speeds and verdict

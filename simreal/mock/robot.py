@@ -66,6 +66,7 @@ class RobotOptions:
     watchdog_damp_s: float = 0.3
     calibrated: bool = True
     lockstep: bool = False
+    simulated: bool = True          # False: plays hardware (no SIMULATED flag; SIM_* requests UNSUPPORTED)
 
 
 class MockRobot:
@@ -221,7 +222,7 @@ class MockRobot:
 
     @property
     def status(self) -> int:
-        s = P.Status.SIMULATED | (P.Status.CALIBRATED if self.options.calibrated else 0)
+        s = (P.Status.SIMULATED if self.options.simulated else 0) | (P.Status.CALIBRATED if self.options.calibrated else 0)
         if self.mode != "off":
             s |= P.Status.TORQUE_ON
         if self.mode == "damp":
@@ -253,8 +254,9 @@ class MockRobot:
 
     def info(self) -> P.Info:
         wd = 0 if self.options.lockstep else min(int(round(self.options.watchdog_s * 1000)), 0xFFFF)
+        sim = P.Capability.SIMULATED if self.options.simulated else 0
         return P.Info(self.spec.name, tuple(self.spec.joint_names), FIRMWARE, P.PROTOCOL_VERSION, wd,
-                      int(P.Capability.SIMULATED | P.Capability.GAINS))
+                      int(sim | P.Capability.GAINS))
 
     def ground_truth(self) -> P.SimGroundTruth:
         sim = self.sim
@@ -274,6 +276,8 @@ class MockRobot:
             return self.info()
         if isinstance(m, P.Heartbeat):
             return P.HeartbeatAck(self._timestamp_us(now), self.status, self.errors)
+        if isinstance(m, (P.SimReset, P.SimGetGroundTruth)) and not self.options.simulated:
+            return P.Error(P.ErrorCode.UNSUPPORTED, m.TYPE, f"{m.TYPE.name}: robot {self.spec.name} is not a simulator")
         if isinstance(m, P.SimGetGroundTruth):
             return self.ground_truth()
         handler = {P.Command: self._command, P.Torque: self._torque, P.Hold: self._hold, P.Damp: self._damp,

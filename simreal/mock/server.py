@@ -15,13 +15,17 @@ import os
 import select
 import signal
 import time
+from typing import Callable
 
 import numpy as np
 
 from simreal import protocol as P
 from simreal.mock.faults import FaultSchedule, corrupt
-
 from simreal.mock.robot import BURST_S, MockRobot
+
+# hook(request, reply bytes) -> [(delay_s, bytes), ...]: what goes on the wire instead (nothing, a
+# damaged or late copy, two copies, garbage first). Driver tests use it for byte-level faults.
+ReplyHook = Callable[[P.Frame, bytes], "list[tuple[float, bytes]]"]
 
 
 # --------------------------------------------------------------------------- the serial side
@@ -32,8 +36,8 @@ class Server:
 
     def __init__(self, robot: MockRobot, schedule: FaultSchedule, fd: int, *, seed: int = 0,
                  baudrate: int, link_timeout_s: float, stdin_fd: int | None = None,
-                 duration: float | None = None):
-        self.robot, self.schedule, self.fd, self.seed = robot, schedule, fd, seed
+                 duration: float | None = None, hook: ReplyHook | None = None):
+        self.robot, self.schedule, self.fd, self.seed, self.hook = robot, schedule, fd, seed, hook
         self.lockstep = robot.options.lockstep
         self.byte_s = 10.0 / baudrate               # UART: start + 8 data + stop bits per byte
         self.link_timeout_s = link_timeout_s
@@ -60,20 +64,31 @@ class Server:
 
     # ---- main loop
 
-    def serve(self) -> str:
-        """Run until a stop condition; returns why it stopped."""
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        old_wakeup = signal.set_wakeup_fd(self._wake_w)
+    def serve(self, *, signals: bool = True) -> str:
+        """Run until a stop condition; returns why it stopped. signals=False (serving from a thread,
+        which cannot take signals): stop() ends it."""
+        if signals:
+            old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+            old_wakeup = signal.set_wakeup_fd(self._wake_w)
         try:
             while not self.stop_reason:
                 self._iterate()
         finally:
-            signal.set_wakeup_fd(old_wakeup)
-            for s, h in old.items():
-                signal.signal(s, h)
+            if signals:
+                signal.set_wakeup_fd(old_wakeup)
+                for s, h in old.items():
+                    signal.signal(s, h)
             os.close(self._wake_r)
             os.close(self._wake_w)
         return self.stop_reason
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask serve() to return (from another thread)."""
+        self.stop_reason = reason
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:                 # serve() already returned and closed the pipe
+            pass
 
     def _on_signal(self, signum: int, _frame) -> None:
         self.stop_reason = signal.Signals(signum).name
@@ -131,7 +146,7 @@ class Server:
                     return
                 while self.queue and self.queue[0][0] <= t:
                     _, tag, item = self.queue.popleft()
-                    self._reply(tag, robot.handle(item, t) if isinstance(item, P.Frame) else item, t)
+                    self._reply(tag, robot.handle(item, t) if isinstance(item, P.Frame) else item, t, item)
             elif t_next_step <= now:
                 robot.step_physics()
             else:
@@ -157,6 +172,9 @@ class Server:
         except OSError as exc:          # cannot happen while we hold the slave open; be safe
             self.stop_reason = f"pty error: {exc}"
             return
+        if not data:                    # a socket's peer closed (a pty never reads empty here)
+            self.stop_reason = "peer closed"
+            return
         self.counters["bytes_in"] += len(data)
         arrival = self.now()
         for item in self.decoder.feed(data):
@@ -177,15 +195,16 @@ class Server:
             return                      # CRC / framing / too long: never answered (protocol rule 5)
         if self.lockstep:
             self._reply(tag, self.robot.handle(item, self.robot.clock) if isinstance(item, P.Frame) else item,
-                        self.robot.clock)
+                        self.robot.clock, item)
             return
         jitter = self.jitter_rng.uniform(0.0, self.robot.gap.jitter) if self.robot.gap.jitter else 0.0
         due = max(self._last_due, arrival + wire + self.robot.gap.latency + jitter)
         self._last_due = due
         self.queue.append((due, tag, item))
 
-    def _reply(self, tag: int, msg: P.Message, t: float) -> None:
-        """Encode, apply this reply's fault draw, schedule the bytes (t = mock time it was served)."""
+    def _reply(self, tag: int, msg: P.Message, t: float, request: P.Frame | P.Error) -> None:
+        """Encode, apply this reply's fault draw and the hook, schedule the bytes (t = mock time it
+        was served; request = the frame answered, or the ERROR a bad frame earned)."""
         data = P.encode(msg, tag)
         self.counters["replies"] += 1
         if isinstance(msg, P.Error):
@@ -200,8 +219,11 @@ class Server:
             data = corrupt(data, self.fault_rng)
         if fault == "late":
             due += self.schedule.late_factor * self.link_timeout_s
-        for _ in range(2 if fault == "dup" else 1):
-            heapq.heappush(self.writes, (due, next(self._seq), data))
+        copies = [(0.0, data)] * (2 if fault == "dup" else 1)
+        if self.hook is not None and isinstance(request, P.Frame):
+            copies = [c for _, d in copies for c in self.hook(request, d)]
+        for delay, chunk in copies:
+            heapq.heappush(self.writes, (due + delay, next(self._seq), chunk))
 
     def _flush_writes(self) -> None:
         now = time.monotonic()
