@@ -209,6 +209,30 @@ def test_sigkill_of_the_host_leaves_the_robot_to_its_watchdog(bundle, tmp_path):
     assert run_log.cycles and run_log.summary is None and not run_log.events_of("trip")
 
 
+def test_a_host_freeze_that_trips_the_robots_watchdog_stops_the_run_at_once(bundle, tmp_path):
+    """faults.md F9 / C9: the host freezes for 0.35 s mid-run (a stalled process); the real-time mock's
+    200 ms watchdog damps the robot. The first STATE after the freeze says WATCHDOG: SAFE at once,
+    with no further policy call or COMMAND sent to a robot that is no longer following them."""
+    import time
+
+    freeze_at = {}
+
+    def on_cycle(i, rec):
+        if rec["phase"] == "policy" and not freeze_at and "reply_status" in rec:
+            freeze_at["cycle"] = i
+            time.sleep(0.35)
+    log = tmp_path / "run.jsonl"
+    with mock_robot.spawn("quadruped", gap="nominal", seed=0, watchdog_ms=200) as mock:
+        s, _ = deploy(bundle, mock.port, duration_s=2.0, log_path=str(log), config=config(), link=LINK,
+                      on_cycle=on_cycle)
+        report = mock.report()
+    trip = s["safe_stops"][0]
+    assert trip["cause"] == S.DEVICE_FAULT and "WATCHDOG" in trip["detail"], s["safe_stops"]
+    assert trip["cycle"] == freeze_at["cycle"] + 1
+    sent_after = [c for c in read_log(log).cycles if c["k"] > freeze_at["cycle"] and "reply_status" in c]
+    assert sent_after == [] and report["watchdog_trips"] == 1
+
+
 def test_robot_estop_latches_until_an_explicit_reset(bundle, tmp_path):
     """C10 end to end: the e-stop stops the run; the next run is refused until --clear-errors."""
     from simreal.deploy.plan import StartRefused

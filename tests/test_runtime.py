@@ -402,6 +402,39 @@ def test_f9_device_fault_is_a_safe_stop_within_one_cycle(spec):
     assert s["stop"]["confirmed"] and not drv.torque
 
 
+@pytest.mark.parametrize("flags", [P.Status.WATCHDOG | P.Status.DAMPING, P.Status.DAMPING, P.Status.HOLDING,
+                                   P.Status(0)])
+def test_robot_out_of_position_control_is_a_device_fault_before_the_policy(spec, flags):
+    # A STATE that says the robot stopped following COMMANDs (its watchdog fired during a host
+    # freeze: WATCHDOG + DAMPING; an unexpected DAMP or HOLD; torque off) stops the run at once:
+    # no further policy call and no COMMAND. flags=0: TORQUE_ON itself cleared.
+    c = N_PRE + 3
+    reads = {"n": 0}
+
+    def hook(request, reply):
+        if isinstance(request, P.GetState):
+            reads["n"] += 1
+            if reads["n"] >= c + 2:          # read 1 is pre-flight; runtime cycle k makes read k + 2
+                status = reply.status | int(flags) if flags else reply.status & ~int(P.Status.TORQUE_ON)
+                reply = dataclasses.replace(reply, status=status)
+        return reply
+    rt, drv, pol, clock = make_runtime(spec, hook=hook)
+    s = rt.run()
+    trip = s["safe_stops"][0]
+    assert trip["cause"] == S.DEVICE_FAULT and trip["cycle"] == c, s["safe_stops"]
+    assert "left position control" in trip["detail"]
+    assert pol.calls == c - N_PRE and len(drv.commands()) == c      # cycles 0..c-1 sent; none after
+    assert s["stop"]["confirmed"]
+
+
+def test_mode_problem_names_what_the_robot_did():
+    on = int(P.Status.TORQUE_ON)
+    assert S.mode_problem(on, True) is None and S.mode_problem(0, False) is None
+    assert "WATCHDOG, DAMPING" in S.mode_problem(on | P.Status.WATCHDOG | P.Status.DAMPING, True)
+    assert "torque off" in S.mode_problem(int(P.Status.SIMULATED), True)
+    assert S.mode_problem(int(P.Status.DAMPING), False) is None     # before torque on, nothing is expected
+
+
 # --------------------------------------------------------------------------- refusing to start
 
 def test_contract_mismatch_refused_before_torque(spec):

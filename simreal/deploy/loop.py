@@ -84,6 +84,10 @@ def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: f
                 return
             st.read_s.append(timing["read"])
         rec["state"] = state_record(state)
+        mode = S.mode_problem(state.status, rt.torque_enabled)
+        if mode:                # before anything reads the state: the robot is not following us
+            rt.trip(S.DEVICE_FAULT, mode)
+            return
         rs = robot_state(state)
         problem = rt.checks.first_problem(rs)
         rec["tilt_deg"] = rt.checks.tilt.last_deg
@@ -121,8 +125,9 @@ def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: f
         st.send_s.append(timing["send"])
         st.commands_sent += 1
         rec["reply_status"] = reply.status
-        if rt.torque_enabled and not reply.torque_on:
-            rt.trip(S.DEVICE_FAULT, f"the robot turned torque off by itself (status {P.Status(reply.status)!r})")
+        mode = S.mode_problem(reply.status, rt.torque_enabled)
+        if mode:
+            rt.trip(S.DEVICE_FAULT, mode)
             return
         rt.link.ok()
         if rt.config.pipelined:

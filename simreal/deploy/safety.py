@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from simreal import protocol as P
+
 # Causes of a safe stop, as they appear in logs and summaries.
 NON_FINITE_STATE = "non_finite_state"
 NON_FINITE_ACTION = "non_finite_action"
@@ -102,6 +104,23 @@ def state_problem(state) -> str | None:
     bad = non_finite_fields(joint_pos=state.joint_pos, joint_vel=state.joint_vel, quat=state.quat,
                             gyro=state.gyro, accel=state.accel, timestamp=state.timestamp)
     return f"non-finite state: {', '.join(bad)}" if bad else None
+
+
+def mode_problem(status: int, torque_on_expected: bool) -> str | None:
+    """F9: the robot's own mode disagrees with the host's. While the host drives, the runtime never
+    sends HOLD or DAMP, so WATCHDOG, DAMPING, HOLDING or torque off in a STATE means the robot has
+    stopped following COMMANDs (its watchdog fired during a host freeze, a button, a brown-out):
+    another policy call would act on a robot that is not doing what the policy assumes."""
+    if not torque_on_expected:
+        return None
+    s = P.Status(status)
+    seen = [name for flag, name in ((P.Status.WATCHDOG, "WATCHDOG"), (P.Status.DAMPING, "DAMPING"),
+                                    (P.Status.HOLDING, "HOLDING")) if s & flag]
+    if not s & P.Status.TORQUE_ON:
+        seen.append("torque off")
+    if not seen:
+        return None
+    return f"the robot left position control by itself ({', '.join(seen)}; status {s!r})"
 
 
 # --------------------------------------------------------------------------- targets (C3)
