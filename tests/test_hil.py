@@ -233,6 +233,17 @@ def test_a_host_freeze_that_trips_the_robots_watchdog_stops_the_run_at_once(bund
     assert sent_after == [] and report["watchdog_trips"] == 1
 
 
+def test_a_clean_stop_never_trips_the_robots_watchdog(bundle, tmp_path):
+    """#15 defect 4: the orderly stop kept the link silent for damp_s (200 ms), equal to the mock's
+    watchdog, so the watchdog fired on every clean stop and could no longer tell a crash from one."""
+    log = tmp_path / "run.jsonl"
+    with mock_robot.spawn("quadruped", gap="nominal", seed=0, watchdog_ms=200) as mock:
+        s, _ = deploy(bundle, mock.port, duration_s=0.5, log_path=str(log), config=config(), link=LINK)
+        report = mock.report()
+    assert s["end"] == "duration" and s["stop"]["confirmed"], s
+    assert report["watchdog_trips"] == 0, report
+
+
 def test_robot_estop_latches_until_an_explicit_reset(bundle, tmp_path):
     """C10 end to end: the e-stop stops the run; the next run is refused until --clear-errors."""
     from simreal.deploy.plan import StartRefused

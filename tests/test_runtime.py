@@ -53,6 +53,8 @@ class Bench:
     robot: MockRobot
     port: LoopbackPort
     driver: SerialDriver
+    times: list[tuple[float, str]]      # (fake-clock time, request type) of every request
+
 
     @property
     def wire(self) -> list[tuple[str, object]]:
@@ -71,8 +73,10 @@ def make_bench(spec, clock: FakeClock, *, faults: str = "", hook=None, host_stal
     robot = MockRobot(spec, load_gap("nominal")[1], parse_faults(faults), seed=0,
                       options=RobotOptions(lockstep=True))
     reads = [0]
+    times: list[tuple[float, str]] = []
 
     def on_request(msg):
+        times.append((clock.now(), msg.TYPE.name))
         clock.advance(RTT_S)
         if isinstance(msg, P.GetState):
             reads[0] += 1
@@ -85,7 +89,7 @@ def make_bench(spec, clock: FakeClock, *, faults: str = "", hook=None, host_stal
     port = LoopbackPort(robot, hook=hook, on_request=on_request, wait=wait)
     driver = SerialDriver("loopback://mock", joint_names=spec.joint_names, opener=lambda url, cfg: port,
                           config=LinkConfig(timeout_s=0.004, retries=1, budget_s=None))
-    return Bench(robot, port, driver)
+    return Bench(robot, port, driver, times)
 
 
 class ScriptPolicy:
@@ -141,14 +145,15 @@ def after_torque_on(drv: Bench) -> list[str]:
 
 
 def assert_safe_stopped(rt, drv, cause: str):
-    """SAFE latched with `cause`; after the last COMMAND came DAMP, then TORQUE off, confirmed."""
+    """SAFE latched with `cause`; after the last COMMAND came DAMP (repeated), then TORQUE off, confirmed."""
     s = rt.summary()
     assert s["safe_stops"] and s["safe_stops"][0]["cause"] == cause, s["safe_stops"]
     assert s["stop"]["confirmed"] and not drv.torque, s["stop"]
     wire = drv.wire
     last_cmd = max(i for i, (w, _) in enumerate(wire) if w == "COMMAND")
     tail = [(w, p) for w, p in wire[last_cmd + 1:] if w not in ("GET_STATE", "SIM_GET_GROUND_TRUTH")]
-    assert tail == [("DAMP", None), ("TORQUE", False)], tail
+    damps = [w for w, _ in tail[:-1]]
+    assert damps and set(damps) == {"DAMP"} and tail[-1] == ("TORQUE", False), tail
 
 
 # --------------------------------------------------------------------------- nominal
@@ -425,6 +430,20 @@ def test_robot_out_of_position_control_is_a_device_fault_before_the_policy(spec,
     assert "left position control" in trip["detail"]
     assert pol.calls == c - N_PRE and len(drv.commands()) == c      # cycles 0..c-1 sent; none after
     assert s["stop"]["confirmed"]
+
+
+def test_the_orderly_stop_keeps_the_link_alive_while_it_damps(spec):
+    # A clean stop never leaves the link silent for longer than a period (plus a transaction): a
+    # robot watchdog of about damp_s must not fire on a clean stop, only on a crashed host.
+    rt, drv, pol, clock = make_runtime(spec, duration=0.2, damp_s=0.2)
+    s = rt.run()
+    assert s["end"] == "duration" and s["stop"]["confirmed"]
+    stop = [t for t, kind in drv.times if kind == "DAMP"][0]
+    times = [t for t, kind in drv.times if t >= stop]
+    off = max(t for t, kind in drv.times if kind == "TORQUE")
+    times = [t for t in times if t <= off]
+    assert off - stop >= 0.2
+    assert max(np.diff(times)) <= T + 2 * RTT_S + 1e-9, np.diff(times)
 
 
 def test_mode_problem_names_what_the_robot_did():

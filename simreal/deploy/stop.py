@@ -1,4 +1,4 @@
-"""The safe stop: DAMP, a short wait, then TORQUE 0 until a reply confirms it, bounded in time.
+"""The safe stop: DAMP (kept alive once a period), then TORQUE 0 until a reply confirms it, bounded in time.
 
 Bounded by stop_timeout_s plus one transaction. Confirmed means the robot's reply shows TORQUE_ON
 cleared, not that the request was sent. If the link is gone the stop cannot be confirmed; the
@@ -26,9 +26,15 @@ def safe_stop(rt: Runtime) -> dict:
     confirmed = False
     lost = False
     try:
+        # DAMP, repeated once a period for damp_s: a silent link for that long would look like a
+        # crashed host to the robot's watchdog (often about as long), which must fire only for one.
+        damp_end = min(clock.now() + cfg.damp_s, deadline)
         d.damp()
         steps.append("damp")
-        clock.sleep_until(min(clock.now() + cfg.damp_s, deadline))
+        while clock.now() + rt.period < damp_end:
+            clock.sleep_until(clock.now() + rt.period)
+            d.damp()
+        clock.sleep_until(damp_end)
     except LinkLost as exc:
         lost = True
         steps.append(f"damp failed: {exc}")
