@@ -86,8 +86,9 @@ def tiny_bundle(out: Path, spec, *, seed: int = 0, hidden: int = 32, stand_still
 
 @pytest.fixture
 def serve_mock(spec):
-    """serve_mock(hook=..., faults=..., transport=..., simulated=...) -> a lockstep MockRobot of the
-    quadruped served from a thread over a real pty (simreal.mock.threaded), closed after the test."""
+    """serve_mock(hook=..., faults=..., transport=..., simulated=...) -> a MockRobot of the quadruped
+    served from a thread over a real pty (simreal.mock.threaded), closed after the test. Lockstep,
+    except when it plays hardware (simulated=False): a real robot's clock always runs."""
     from simreal.mock.faults import parse_faults
     from simreal.mock.gap import load_gap
     from simreal.mock.robot import MockRobot, RobotOptions
@@ -99,7 +100,7 @@ def serve_mock(spec):
                link_timeout_s: float = 0.05) -> ThreadedMock:
         schedule = parse_faults(faults)
         robot = MockRobot(spec, load_gap("nominal")[1], schedule,
-                          options=RobotOptions(watchdog_s=0.0, lockstep=True, simulated=simulated))
+                          options=RobotOptions(watchdog_s=0.0, lockstep=simulated, simulated=simulated))
         made.append(ThreadedMock(robot, schedule, transport=transport, hook=hook, link_timeout_s=link_timeout_s))
         return made[-1]
     yield _serve

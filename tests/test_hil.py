@@ -223,8 +223,8 @@ def test_a_host_freeze_that_trips_the_robots_watchdog_stops_the_run_at_once(bund
             time.sleep(0.35)
     log = tmp_path / "run.jsonl"
     with mock_robot.spawn("quadruped", gap="nominal", seed=0, watchdog_ms=200) as mock:
-        s, _ = deploy(bundle, mock.port, duration_s=2.0, log_path=str(log), config=config(), link=LINK,
-                      on_cycle=on_cycle)
+        s, _ = deploy(bundle, mock.port, duration_s=2.0, log_path=str(log), config=config(reset_sim=True),
+                      link=LINK, on_cycle=on_cycle)
         report = mock.report()
     trip = s["safe_stops"][0]
     assert trip["cause"] == S.DEVICE_FAULT and "WATCHDOG" in trip["detail"], s["safe_stops"]
@@ -233,12 +233,36 @@ def test_a_host_freeze_that_trips_the_robots_watchdog_stops_the_run_at_once(bund
     assert sent_after == [] and report["watchdog_trips"] == 1
 
 
+def test_deploy_right_after_the_mock_starts_waits_for_rest_and_never_hands_over_a_tilted_robot(bundle, tmp_path):
+    """#15 defect 1: started ~1-2 s after `simreal mock-robot` (the limp robot still folding), deploy
+    used to power it at once; the tilt grew through the soft start and the policy took over at 54
+    degrees (3 of 3 fell). Now it waits for rest; the soft start's 20 degree limit and the handover
+    check (upright within 10 degrees, not turning) stop a robot that tips while standing up before
+    the policy phase. (From the pose this mock reaches ~4 s after it starts, the soft start does tip it.)"""
+    log = tmp_path / "run.jsonl"
+    with mock_robot.spawn("quadruped", gap="nominal", seed=0) as mock:        # real time, no --reset-sim
+        s, _ = deploy(bundle, mock.port, duration_s=1.0, log_path=str(log), config=config(), link=LINK)
+        report = mock.report()
+    run_log = read_log(log)
+    rest = run_log.events_of("at_rest")[0]
+    assert rest["waited_s"] > 0.5, rest                   # it was still folding when deploy connected
+    standing_up = [c for c in run_log.cycles if c["phase"] != "policy"]
+    policy = [c for c in run_log.cycles if c["phase"] == "policy" and "action" in c]
+    assert max(c["tilt_deg"] for c in standing_up) <= 20.0 + 10.0      # the start limit, + 3 debounce cycles' growth
+    if policy:       # the policy got an upright, settled robot, and walked
+        assert policy[0]["tilt_deg"] <= 10.0 and s["end"] == "duration" and not s["fallen"], s
+    else:            # it tipped while standing up: stopped before the policy, never handed over
+        assert s["safe_stops"][0]["cause"] == S.TILT, s["safe_stops"]
+    assert report["watchdog_trips"] == 0
+
+
 def test_a_clean_stop_never_trips_the_robots_watchdog(bundle, tmp_path):
     """#15 defect 4: the orderly stop kept the link silent for damp_s (200 ms), equal to the mock's
     watchdog, so the watchdog fired on every clean stop and could no longer tell a crash from one."""
     log = tmp_path / "run.jsonl"
     with mock_robot.spawn("quadruped", gap="nominal", seed=0, watchdog_ms=200) as mock:
-        s, _ = deploy(bundle, mock.port, duration_s=0.5, log_path=str(log), config=config(), link=LINK)
+        s, _ = deploy(bundle, mock.port, duration_s=0.5, log_path=str(log), config=config(reset_sim=True),
+                      link=LINK)
         report = mock.report()
     assert s["end"] == "duration" and s["stop"]["confirmed"], s
     assert report["watchdog_trips"] == 0, report

@@ -69,18 +69,20 @@ class Bench:
 
 
 def make_bench(spec, clock: FakeClock, *, faults: str = "", hook=None, host_stalls: dict | None = None) -> Bench:
-    """host_stalls {GET_STATE number: s}: the host is descheduled that long in that read (read 1 is pre-flight)."""
+    """host_stalls {cycle: s}: the host is descheduled that long in runtime cycle k's STATE read."""
     robot = MockRobot(spec, load_gap("nominal")[1], parse_faults(faults), seed=0,
                       options=RobotOptions(lockstep=True))
-    reads = [0]
+    cycle_reads = [-1]          # STATE reads since TORQUE 1 - 1: runtime cycle k makes read k
     times: list[tuple[float, str]] = []
 
     def on_request(msg):
         times.append((clock.now(), msg.TYPE.name))
         clock.advance(RTT_S)
-        if isinstance(msg, P.GetState):
-            reads[0] += 1
-            clock.advance((host_stalls or {}).get(reads[0], 0.0))
+        if isinstance(msg, P.Torque) and msg.enable:
+            cycle_reads[0] = 0
+        elif isinstance(msg, P.GetState) and cycle_reads[0] >= 0:
+            clock.advance((host_stalls or {}).get(cycle_reads[0], 0.0))
+            cycle_reads[0] += 1
 
     def wait(s: float) -> None:     # a read that gets nothing waits its timeout out, on both clocks
         time.sleep(s)
@@ -414,12 +416,14 @@ def test_robot_out_of_position_control_is_a_device_fault_before_the_policy(spec,
     # freeze: WATCHDOG + DAMPING; an unexpected DAMP or HOLD; torque off) stops the run at once:
     # no further policy call and no COMMAND. flags=0: TORQUE_ON itself cleared.
     c = N_PRE + 3
-    reads = {"n": 0}
+    reads = {"n": -1}
 
     def hook(request, reply):
-        if isinstance(request, P.GetState):
+        if isinstance(request, P.Torque) and request.enable:
+            reads["n"] = 0
+        elif isinstance(request, P.GetState) and reads["n"] >= 0:
             reads["n"] += 1
-            if reads["n"] >= c + 2:          # read 1 is pre-flight; runtime cycle k makes read k + 2
+            if reads["n"] > c:               # runtime cycle k makes the (k+1)th read after TORQUE 1
                 status = reply.status | int(flags) if flags else reply.status & ~int(P.Status.TORQUE_ON)
                 reply = dataclasses.replace(reply, status=status)
         return reply
@@ -479,6 +483,76 @@ def test_tilted_robot_refused_before_torque(spec):
     assert "TORQUE" not in [w for w, _ in drv.wire]
 
 
+def test_robot_tilted_past_the_start_limit_is_refused_with_stand_it_up(spec):
+    # 25 deg passes the 60 deg fall limit but not the 20 deg start limit: a robot leaning on
+    # something is not standing.
+    rt, drv, pol, clock = make_runtime(spec, faults="tilt_at=0:25")
+    with pytest.raises(StartRefused, match=r"tilted 25.0 deg \(start limit 20\): stand it up"):
+        rt.run()
+    assert "TORQUE" not in [w for w, _ in drv.wire]
+
+
+def real_time_robot(spec, clock, *, fold_s: float, speed: float = 0.3, joint: str = "fl_knee", gyro=(0, 0, 0)):
+    """A reply hook that makes the lockstep mock look like a robot on its own clock before torque on:
+    STATE timestamps follow the host clock, and `joint` creeps at `speed` rad/s (a limp leg folding)
+    for the first fold_s seconds, with the body turning at `gyro` meanwhile."""
+    j = spec.joint_names.index(joint)
+    t0, on = clock.now(), {"torque": False}
+
+    def hook(request, reply):
+        if isinstance(request, P.Torque) and request.enable:
+            on["torque"] = True
+        if on["torque"] or not isinstance(reply, P.State):
+            return reply
+        moving = min(clock.now() - t0, fold_s)
+        q = list(reply.q)
+        q[j] += speed * moving
+        turning = clock.now() - t0 < fold_s
+        return dataclasses.replace(reply, timestamp_us=int(round(clock.now() * 1e6)), q=tuple(q),
+                                   gyro=tuple(gyro) if turning else reply.gyro)
+    return hook
+
+
+def test_a_folding_robot_is_waited_for_until_it_is_at_rest(spec):
+    # #15 defect 1: torque on a limp robot that is still folding hands the soft start a moving body.
+    clock = FakeClock(100.0)
+    rt, drv, pol, clock = make_runtime(spec, clock=clock, hook=real_time_robot(spec, clock, fold_s=1.0))
+    s = rt.run()
+    assert s["end"] == "duration" and s["safe_stops"] == []
+    first_read = min(t for t, kind in drv.times if kind == "GET_STATE")
+    torque_on = min(t for t, kind in drv.times if kind == "TORQUE")
+    # not before the folding ended; at most one rest window (0.3 s) and a read after it
+    assert 1.0 <= torque_on - first_read <= 1.0 + 0.3 + 2 * T, torque_on - first_read
+
+
+@pytest.mark.parametrize("what, gyro, match", [
+    ("joint", (0, 0, 0), r"not at rest after 5 s \(fl_knee moving at 0.30 rad/s \(limit 0.1\)\)"),
+    ("body", (0.0, 0.5, 0.0), r"body turning at 0.50 rad/s \(limit 0.06\)"),
+])
+def test_a_robot_that_keeps_moving_is_refused_after_the_wait(spec, what, gyro, match):
+    clock = FakeClock(100.0)
+    hook = real_time_robot(spec, clock, fold_s=60.0, speed=0.3 if what == "joint" else 0.0, gyro=gyro)
+    rt, drv, pol, clock = make_runtime(spec, clock=clock, hook=hook)
+    t0 = clock.now()
+    with pytest.raises(StartRefused, match=match):
+        rt.run()
+    assert "TORQUE" not in [w for w, _ in drv.wire] and not drv.commands()
+    assert 5.0 <= clock.now() - t0 <= 5.0 + 2 * T
+
+
+def test_tipping_while_standing_up_stops_before_the_policy(spec):
+    # 25 deg during the soft start trips the start limit (20); the policy is never called. The same
+    # tilt in the policy phase is below the fall limit (60) and does not stop the run.
+    rt, drv, pol, clock = make_runtime(spec, faults=f"tilt_at={at_cycle(8)}:25")
+    s = rt.run()
+    trip = s["safe_stops"][0]
+    assert trip["cause"] == S.TILT and "while standing up" in trip["detail"] and pol.calls == 0
+    assert trip["cycle"] == 8 + rt.config.safety.tilt_debounce - 1
+    assert_safe_stopped(rt, drv, S.TILT)
+    rt, drv, pol, clock = make_runtime(spec, faults=f"tilt_at={at_cycle(N_PRE + 2)}:25")
+    assert rt.run()["safe_stops"] == [] and pol.calls == 50
+
+
 def test_faulted_robot_refused_until_cleared(spec):
     rt, drv, pol, clock = make_runtime(spec, faults="device_fault=0:overheat")
     with pytest.raises(StartRefused, match="clear-errors"):
@@ -500,7 +574,7 @@ def test_every_cycle_and_event_is_logged(spec, tmp_path):
     for key in ("t", "k", "state", "obs", "action", "targets", "sent", "timing", "errors", "command"):
         assert key in c, key
     assert {"read", "infer", "send", "work"} <= set(c["timing"])
-    assert [e["kind"] for e in run.events][:2] == ["handshake", "torque_on"]
+    assert [e["kind"] for e in run.events][:3] == ["handshake", "at_rest", "torque_on"]
     assert run.events_of("trip")[0]["cause"] == S.TILT
     assert run.summary["cycles"] == s["cycles"]
 

@@ -249,3 +249,43 @@ def test_state_checks_run_in_table_order_and_the_first_failure_names_the_stop():
     nan_q = np.array([math.nan, 0.0, 2.5, 0.0])
     assert checks.first_problem(RobotState(nan_q, np.zeros(4), level, np.zeros(3), timestamp=1.0))[0] == \
         S.NON_FINITE_STATE
+
+
+# --------------------------------------------------------------------------- at rest before torque on (#15 defect 1)
+
+NAMES8 = [f"j{i}" for i in range(8)]
+
+
+def rest_reads(speed=0.0, gyro=(0.0, 0.0, 0.0), pos_noise=0.0, gyro_noise=0.0, seed=0, n=16, period=0.02):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * period
+    q = np.outer(t, np.r_[speed, np.zeros(7)]) + (rng.normal(0, pos_noise, (n, 8)) if pos_noise else 0.0)
+    g = np.asarray(gyro) + (rng.normal(0, gyro_noise, (n, 3)) if gyro_noise else 0.0)
+    return t, q, np.broadcast_to(g, (n, 3))
+
+
+def test_rest_problem_names_the_moving_joint_and_the_turning_body():
+    cfg = S.SafetyConfig()
+    check = lambda *a, **k: S.rest_problem(*rest_reads(*a, **k), NAMES8, cfg.rest_joint_speed, cfg.rest_gyro)
+    assert check() is None
+    assert check(speed=0.2) == "j0 moving at 0.20 rad/s (limit 0.1)"     # a limp leg folding (measured ~0.2)
+    assert check(gyro=(0.0, 0.1, 0.0)) == "body turning at 0.10 rad/s (limit 0.06)"
+    assert S.rest_problem([1.0, 1.0], np.zeros((2, 8)), np.zeros((2, 3)), NAMES8, 0.1, 0.06) == \
+        "no time passed between the reads"
+
+
+def test_a_robot_at_rest_under_worn_sensor_noise_is_at_rest():
+    # configs/gap/worn.yaml: joint_pos noise 0.005 rad, gyro noise 0.05 rad/s plus a 0.019 rad/s bias.
+    # 200 seeds: the fitted speed and the mean rate must not read noise as motion.
+    cfg = S.SafetyConfig()
+    bias = (0.015, -0.01, 0.005)
+    for seed in range(200):
+        t, q, g = rest_reads(gyro=bias, pos_noise=0.005, gyro_noise=0.05, seed=seed)
+        assert S.rest_problem(t, q, g, NAMES8, cfg.rest_joint_speed, cfg.rest_gyro) is None, seed
+
+
+def test_rest_and_start_tilt_settings_are_validated():
+    with pytest.raises(ValueError, match="start_max_tilt_deg"):
+        S.SafetyConfig(start_max_tilt_deg=70.0)
+    with pytest.raises(ValueError, match="rest_wait_s"):
+        S.SafetyConfig(rest_wait_s=0.0)

@@ -89,6 +89,7 @@ def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: f
             rt.trip(S.DEVICE_FAULT, mode)
             return
         rs = robot_state(state)
+        rt.checks.starting = phase != "policy"
         problem = rt.checks.first_problem(rs)
         rec["tilt_deg"] = rt.checks.tilt.last_deg
         if problem:
@@ -150,10 +151,11 @@ def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: f
 
 def _policy_targets(rt: Runtime, rs: RobotState, rec: dict, timing: dict) -> tuple[np.ndarray, np.ndarray] | None:
     """Observation -> policy -> (action, joint targets); None after latching SAFE (nothing to send)."""
-    if rt.checks.limits.unarmed():
-        rt.trip(S.JOINT_LIMIT, f"{', '.join(rt.checks.limits.unarmed())} still outside the limits after the "
-                               "soft start")
-        return None
+    if rt.stats.policy_calls == 0:
+        problem = rt.checks.handover_problem(rs)
+        if problem:
+            rt.trip(*problem)
+            return None
     t1 = rt.clock.now()
     command = _command(rt, t1)
     rec["command"] = command

@@ -57,6 +57,19 @@ class SafetyConfig:
     start_limit_margin: float = 1.0      # at power-up a joint further out than this is a calibration
                                          # fault (D4), not a folded limp joint: refuse to start
     command_timeout_s: float = 0.5       # streamed velocity commands older than this -> zero (C8)
+    # Before torque on the robot must be at rest and standing: torque on a robot that is still
+    # folding (or tipping) hands the soft start a moving, tilting body it cannot stand up.
+    start_max_tilt_deg: float = 20.0     # tilt limit from pre-flight to the end of settle (normal: 4-16 deg)
+    # A limp quadruped folds at ~0.2 rad/s for ~4 s (mock, measured); at rest the fitted joint speed
+    # is ~0.03 rad/s and under the worn profile's sensor noise below ~0.05.
+    rest_window_s: float = 0.3           # at rest = over this window of STATE reads...
+    rest_joint_speed: float = 0.1        # ... every joint's fitted speed is below this (rad/s, encoders)
+    rest_gyro: float = 0.06              # ... and the mean body rate is below this (rad/s)
+    rest_wait_s: float = 5.0             # how long pre-flight waits for rest before refusing
+    # At the handover to the policy the robot must have stood up and settled (measured at the end
+    # of settle: ~0.7 deg and 0.01 rad/s when it stood up, 15-25 deg and 0.3-1.8 rad/s when it was tipping).
+    handover_max_tilt_deg: float = 10.0
+    handover_gyro: float = 0.25          # rad/s, one STATE (worn sensor noise stays below ~0.15)
 
     def __post_init__(self) -> None:
         for name in ("tilt_debounce", "stale_cycles", "max_failed_cycles", "overrun_consecutive",
@@ -67,6 +80,13 @@ class SafetyConfig:
             raise ValueError(f"SafetyConfig.max_tilt_deg must be in (0, 180], got {self.max_tilt_deg}")
         if not 0 < self.overrun_fraction <= 1:
             raise ValueError(f"SafetyConfig.overrun_fraction must be in (0, 1], got {self.overrun_fraction}")
+        if not 0 < self.start_max_tilt_deg <= self.max_tilt_deg:
+            raise ValueError(f"SafetyConfig.start_max_tilt_deg must be in (0, max_tilt_deg], "
+                             f"got {self.start_max_tilt_deg}")
+        for name in ("rest_window_s", "rest_joint_speed", "rest_gyro", "rest_wait_s", "handover_max_tilt_deg",
+                     "handover_gyro"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SafetyConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.joint_limit_margin < 0 or self.start_limit_margin < self.joint_limit_margin \
                 or self.command_timeout_s <= 0:
             raise ValueError("SafetyConfig: need 0 <= joint_limit_margin <= start_limit_margin and "
@@ -121,6 +141,27 @@ def mode_problem(status: int, torque_on_expected: bool) -> str | None:
     if not seen:
         return None
     return f"the robot left position control by itself ({', '.join(seen)}; status {s!r})"
+
+
+def rest_problem(t: Sequence[float], q: np.ndarray, gyro: np.ndarray, names: Sequence[str],
+                 max_joint_speed: float, max_gyro: float) -> str | None:
+    """Is the robot at rest over these reads (times t, joint positions q [reads, joints], gyro
+    [reads, 3])? Joint speed is the least-squares slope of the encoder positions over the window
+    (not the noisy velocity channel); the body rate is the norm of the mean gyro (noise averages
+    out, motion does not)."""
+    t = np.asarray(t, dtype=np.float64) - float(t[0])
+    dt = t - t.mean()
+    if not float(dt @ dt) > 0:
+        return "no time passed between the reads"
+    speed = np.abs(dt @ (q - q.mean(axis=0))) / float(dt @ dt)
+    j = int(np.argmax(speed))
+    rate = float(np.linalg.norm(np.mean(gyro, axis=0)))
+    moving = []
+    if speed[j] > max_joint_speed:
+        moving.append(f"{names[j]} moving at {speed[j]:.2f} rad/s (limit {max_joint_speed:g})")
+    if rate > max_gyro:
+        moving.append(f"body turning at {rate:.2f} rad/s (limit {max_gyro:g})")
+    return "; ".join(moving) or None
 
 
 # --------------------------------------------------------------------------- targets (C3)
@@ -446,8 +487,10 @@ CHECKS: tuple[Check, ...] = (
 class StateChecks:
     """The state rows of CHECKS, run in that order on every STATE: the first that fails trips.
 
-    first_problem(rs) -> (cause, detail) or None; preflight(rs) is the stricter check before torque
-    on (joint far outside its limits = a calibration error; tilted at all = not standing).
+    first_problem(rs) -> (cause, detail) or None; while `starting` (soft start and settle) the tilt
+    limit is start_max_tilt_deg, so a robot tipping as it stands up stops before the policy phase.
+    preflight(rs) is the check before torque on (joint far outside its limits = a calibration error;
+    tilted past the start limit = not standing).
     """
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray, names: Sequence[str], config: SafetyConfig,
@@ -455,12 +498,32 @@ class StateChecks:
         self.lo, self.hi, self.names, self.config = lo, hi, names, config
         self.limits = JointLimitMonitor(lo, hi, config.joint_limit_margin, names)
         self.tilt = TiltMonitor(max_tilt_deg, config.tilt_debounce)
+        self.start_tilt = TiltMonitor(min(config.start_max_tilt_deg, max_tilt_deg), config.tilt_debounce)
         self.stale = StaleMonitor(config.stale_cycles)
+        self.starting = True        # soft start and settle: the tighter tilt limit (the runtime clears it)
         run = {NON_FINITE_STATE: state_problem,
                JOINT_LIMIT: lambda rs: self.limits.update(rs.joint_pos),
-               TILT: lambda rs: self.tilt.update(rs.quat),
+               TILT: self._tilt,
                STALE_STATE: lambda rs: self.stale.update(rs.timestamp)}
         self.pipeline = tuple((c.cause, run[c.cause]) for c in CHECKS if c.order.startswith("state"))
+
+    def _tilt(self, rs) -> str | None:
+        if not self.starting:
+            return self.tilt.update(rs.quat)
+        detail = self.start_tilt.update(rs.quat)
+        self.tilt.last_deg = self.start_tilt.last_deg
+        return detail and f"{detail} while standing up (soft start / settle): the policy never took over"
+
+    def handover_problem(self, rs) -> tuple[str, str] | None:
+        """Before the first policy call: every joint inside its limits, the body upright and still."""
+        if self.limits.unarmed():
+            return JOINT_LIMIT, f"{', '.join(self.limits.unarmed())} still outside the limits after the soft start"
+        deg, rate = tilt_deg(rs.quat), float(np.linalg.norm(rs.gyro))
+        if not (deg <= self.config.handover_max_tilt_deg and rate <= self.config.handover_gyro):
+            return TILT, (f"not settled when the policy would take over: tilt {deg:.1f} deg (limit "
+                          f"{self.config.handover_max_tilt_deg:g}), body turning at {rate:.2f} rad/s (limit "
+                          f"{self.config.handover_gyro:g})")
+        return None
 
     def first_problem(self, rs) -> tuple[str, str] | None:
         for cause, check in self.pipeline:
@@ -477,6 +540,6 @@ class StateChecks:
         if detail:
             return JOINT_LIMIT, f"{detail}: a calibration error? (a limp joint does not fold that far)"
         deg = tilt_deg(rs.quat)
-        if not deg <= self.tilt.max_tilt_deg:
-            return TILT, f"the robot is tilted {deg:.1f} deg (limit {self.tilt.max_tilt_deg:g})"
+        if not deg <= self.start_tilt.max_tilt_deg:
+            return TILT, f"the robot is tilted {deg:.1f} deg (start limit {self.start_tilt.max_tilt_deg:g}): stand it up"
         return None

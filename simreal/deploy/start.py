@@ -2,12 +2,15 @@
 
 connect -> handshake (INFO: robot, joints, firmware, watchdog) -> the bundle's contract against
 INFO -> --reset-sim (simulated robots only) -> --clear-errors -> first STATE -> pre-flight
-(finite, joints not far outside their limits, standing) -> the operator's confirmation ->
+(finite, joints not far outside their limits) -> at rest (STATE reads over rest_window_s show no
+joint or body motion, waiting up to rest_wait_s; skipped after --reset-sim) -> standing (tilt
+within start_max_tilt_deg) -> the operator's confirmation ->
 TORQUE 1, confirmed by the reply. Any refusal before TORQUE 1 is a StartRefused with torque never
 on; a signal before it is a StartInterrupted (exit 130), after it a safe stop.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
@@ -63,6 +66,48 @@ def start(rt: Runtime) -> None:
         rt.interruptible = False
 
 
+def _wait_for_rest(rt: Runtime, state: P.State) -> P.State:
+    """Read STATE once a period until the last rest_window_s of reads show the robot at rest (a
+    limp robot still folding, or sagging after a previous run's stop, is not); StartRefused after
+    rest_wait_s. Returns the last state read. A simulated robot whose clock stands still between
+    reads (the lockstep mock moves only on COMMAND) cannot be watched: skipped, and logged."""
+    d, sc, clock = rt.driver, rt.config.safety, rt.clock
+    n = max(2, int(round(sc.rest_window_s / rt.period)) + 1)
+    window: collections.deque[P.State] = collections.deque([state], maxlen=n)
+    t_begin = clock.now()
+    problem = "not enough reads yet"
+    while True:
+        if len(window) == n:
+            t = [w.timestamp_us * 1e-6 for w in window]       # the robot's clock: motion is in its time
+            if t[-1] <= t[0]:
+                if not rt.info.simulated:
+                    raise StartRefused(f"the robot's timestamp did not advance over {n} reads (stale state); "
+                                       "torque stays off")
+                rt.event("at_rest", skipped="the simulated robot's clock stands still between reads (lockstep)")
+                return window[-1]
+            q = np.array([w.q for w in window], dtype=np.float64)
+            gyro = np.array([w.gyro for w in window], dtype=np.float64)
+            problem = S.rest_problem(t, q, gyro, rt.plan.joint_names, sc.rest_joint_speed, sc.rest_gyro)
+            if problem is None:
+                rt.event("at_rest", waited_s=round(clock.now() - t_begin, 4))
+                return window[-1]
+        if clock.now() - t_begin >= sc.rest_wait_s:
+            raise StartRefused(f"the robot is not at rest after {sc.rest_wait_s:g} s ({problem}): let it "
+                               "come to rest or stand it up, then start again; torque stays off")
+        check_interrupt(rt)
+        clock.sleep_until(clock.now() + rt.period)
+        try:
+            state = d.read_state()
+        except DeviceFault as exc:
+            raise StartRefused(f"{exc}; clear the cause, then restart with --clear-errors") from exc
+        except LINK_ERRORS as exc:
+            raise StartRefused(f"cannot read the robot's state: {exc}") from exc
+        bad = S.state_problem(robot_state(state))
+        if bad:
+            raise StartRefused(f"pre-flight check failed, torque stays off: {bad}")
+        window.append(state)
+
+
 def _handshake_to_torque(rt: Runtime) -> None:
     d, cfg = rt.driver, rt.config
     rt.t0 = rt.clock.now()
@@ -103,6 +148,14 @@ def _handshake_to_torque(rt: Runtime) -> None:
         raise StartRefused(f"cannot read the robot's state: {exc}") from exc
     rs = robot_state(state)
     preflight = rt.checks.preflight(rs)
+    if preflight and preflight[0] != S.TILT:      # tilt is judged once the robot is at rest
+        raise StartRefused(f"pre-flight check failed, torque stays off: {preflight[1]}")
+    if cfg.reset_sim:       # the mock just placed it at rest at the default pose (a held robot)
+        rt.event("at_rest", skipped="--reset-sim placed the robot")
+    else:
+        state = _wait_for_rest(rt, state)
+        rs = robot_state(state)
+        preflight = rt.checks.preflight(rs)
     if preflight:
         raise StartRefused(f"pre-flight check failed, torque stays off: {preflight[1]}")
     outside = S.joint_limit_problem(rs.joint_pos, rt.plan.joint_min, rt.plan.joint_max,
