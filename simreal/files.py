@@ -13,16 +13,63 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 RENAME_EXCHANGE). False where the
+    kernel, C library or file system does not offer it."""
+    import ctypes
+    import errno
+    import os
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+TRASH_PREFIX = ".trash-"
+
+
 def replace_dir(stage: Path, final: Path) -> None:
-    """Put a fully written directory in place by rename; an existing one is swapped out first,
-    so at every instant `final` is either the old complete directory or the new one."""
+    """Put a fully written directory in place; at every instant `final` is the old complete
+    directory or the new one, or (only where an atomic swap is unavailable, between two renames)
+    the old one waits under .trash-<name> for restore_replaced() to put back.
+
+    Where the kernel can swap two paths atomically (Linux renameat2), the old directory is swapped
+    into `stage` and removed after; elsewhere it is renamed aside, the new one renamed in, and the
+    old one removed."""
     import os
     import shutil
 
-    if final.exists():
-        trash = final.parent / f".trash-{final.name}-{os.getpid()}"  # swept by checkpoint cleanup
-        os.rename(final, trash)
+    if not final.exists():
         os.rename(stage, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(stage, final)
+        return
+    if _exchange(stage, final):
+        shutil.rmtree(stage, ignore_errors=True)     # stage now holds the old directory
+        return
+    trash = final.parent / f"{TRASH_PREFIX}{final.name}"
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.rename(final, trash)
+    os.rename(stage, final)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def restore_replaced(parent: Path) -> list[Path]:
+    """Put back every .trash-<name> whose <name> is missing (a replace_dir cut between its two
+    renames); returns the restored paths. Leftover trash whose <name> exists is left to the caller."""
+    import os
+
+    restored = []
+    for d in parent.glob(f"{TRASH_PREFIX}*"):
+        final = parent / d.name[len(TRASH_PREFIX):]
+        if d.is_dir() and not final.exists():
+            os.rename(d, final)
+            restored.append(final)
+    return restored

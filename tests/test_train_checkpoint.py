@@ -150,3 +150,62 @@ def test_manifest_lists_sizes_and_hashes(tmp_path):
     m = json.loads((d / MANIFEST).read_text())
     assert m["step"] == 7 and set(m["files"]) == {"a.bin", "b.bin", "c.json"}
     assert all(len(v["sha256"]) == 64 and v["size"] > 0 for v in m["files"].values())
+
+
+_RESAVE_CHILD = """
+import json, os, shutil, sys
+from pathlib import Path
+import simreal.files as F
+from simreal.train.checkpoint import CheckpointStore
+
+root, kill_at, exchange = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+w = lambda d: (d / "a.bin").write_bytes(b"x" * 1000)
+store = CheckpointStore(root, keep=3)
+store.save(10, w)
+store.save(20, w, meta={"gen": 1})
+calls = [0]
+
+def killing(fn):
+    def wrapped(*a, **k):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os._exit(137)               # SIGKILL-like: no cleanup, no finally
+        return fn(*a, **k)
+    return wrapped
+
+os.rename = killing(os.rename)
+shutil.rmtree = killing(shutil.rmtree)
+F._exchange = killing(F._exchange if exchange else (lambda a, b: False))
+store.save(20, w, meta={"gen": 2})     # the final save of a run re-saves its last step
+sys.exit(3)                             # kill_at beyond the last call: nothing was killed
+"""
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_a_kill_anywhere_in_a_resave_keeps_that_step(tmp_path, exchange):
+    """#15 defect 5: re-saving a step renamed the old folder away before renaming the new one in; a
+    kill between the two left no checkpoint of that step (resume fell back to an older one) and the
+    next save deleted the good copy in .trash-*. Killed at each file-system call in turn, the step
+    survives, whole (old or new), and the next save keeps it."""
+    import subprocess
+    import sys
+
+    killed_somewhere = 0
+    for kill_at in range(1, 8):
+        root = tmp_path / f"k{kill_at}"
+        r = subprocess.run([sys.executable, "-c", _RESAVE_CHILD, str(root), str(kill_at), "1" if exchange else "0"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode == 3:
+            break
+        assert r.returncode == 137, r.stderr
+        killed_somewhere += 1
+        store = CheckpointStore(root, keep=3)
+        ckpt = store.latest_valid()
+        assert ckpt.step == 20, (kill_at, sorted(p.name for p in root.iterdir()))
+        gen = json.loads((ckpt.path / MANIFEST).read_text())["gen"]
+        assert gen in (1, 2)
+        store.save(30, _writer(30))
+        assert [d.name for d in store.step_dirs()] == ["step_0000000030", "step_0000000020", "step_0000000010"]
+        assert json.loads((root / "step_0000000020" / MANIFEST).read_text())["gen"] == gen
+        assert not [p for p in root.iterdir() if p.name.startswith(".")]
+    assert killed_somewhere >= 2

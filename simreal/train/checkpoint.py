@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from simreal.files import replace_dir, sha256_file
+from simreal.files import TRASH_PREFIX, replace_dir, restore_replaced, sha256_file
 from simreal.errors import UserError
 
 FORMAT = "simreal-checkpoint/1"
@@ -151,8 +151,9 @@ class CheckpointStore:
         return final
 
     def _remove_leftovers(self) -> None:
+        restore_replaced(self.root)         # a re-save cut between its renames: the old copy is good
         for d in self.root.iterdir():
-            if d.name.startswith((".tmp-", ".trash-")):
+            if d.name.startswith((".tmp-", TRASH_PREFIX)):
                 shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
 
     def _prune(self, keep_name: str) -> None:
@@ -179,6 +180,8 @@ class CheckpointStore:
 
     def candidates(self) -> list[Path]:
         """The pointer's target first, then every other checkpoint folder, newest first."""
+        if self.root.is_dir():
+            restore_replaced(self.root)
         first = self.pointer()
         rest = [d for d in self.step_dirs() if d != first]
         return ([first] if first is not None and first.is_dir() else []) + rest
