@@ -79,6 +79,8 @@ ROWS = [
     ("truth-every-negative", ["deploy", BUNDLE, "--port", NOPORT, "--truth-every", "-1"], 2, ["--truth-every"]),
     ("command-nan", ["deploy", BUNDLE, "--port", NOPORT, "--command", "vx=nan"], 2, ["--command", "vx"]),
     ("command-garbage", ["deploy", BUNDLE, "--port", NOPORT, "--command", "speed=1"], 2, ["--command"]),
+    ("expect-sha256-other", ["deploy", BUNDLE, "--port", NOPORT, "--expect-sha256", "0" * 64], 2,
+     ["policy.json: sha256", "expected " + "0" * 64]),
     ("demo-seconds-nan", ["demo", "--seconds", "nan"], 2, ["--seconds"]),
     ("demo-seconds-zero", ["demo", "--seconds", "0"], 2, ["--seconds"]),
     ("mock-watchdog-negative", ["mock-robot", "--watchdog-ms", "-1"], 2, ["--watchdog-ms"]),
@@ -107,6 +109,16 @@ def test_deploy_mistakes_are_one_line_and_nothing_is_written(argv, code, needles
     r = run_simreal(*argv, timeout=120)
     assert_clean_error(r, code, *[fill(n) for n in needles])
     assert not log.exists() and not log.parent.exists(), "a refused deploy wrote a log"
+
+
+def test_export_check_prints_the_digest_deploy_can_pin():
+    r = run_simreal("export", "--check", BUNDLE)
+    assert r.returncode == 0, r.stderr
+    digest = r.stdout.split("sha256 ")[1].split()[0]
+    assert len(digest) == 64
+    assert run_simreal("export", "--check", BUNDLE, "--expect-sha256", digest).returncode == 0
+    r = run_simreal("deploy", BUNDLE, "--port", NOPORT, "--expect-sha256", digest)
+    assert_clean_error(r, 2, NOPORT)                 # past the bundle: refused at the port, not the pin
 
 
 def test_broken_robot_yaml_refuses_naming_the_file(broken_robot_path, tmp_path):

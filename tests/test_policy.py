@@ -274,3 +274,49 @@ def test_schema_checks_cross_field_consistency(pristine):
     data["default_pose"] = data["default_pose"][:-1]
     with pytest.raises(ValueError, match="default_pose has 7 entries"):
         Contract.model_validate(data)
+
+
+# ---- what the probe is for, and pinning a bundle (#15 defect 6) ----------------------------------
+def _output_weight_nudged(bundle: Path, delta: float) -> float:
+    """Change one output-layer weight by `delta` in weights.npz (rehashed, as a deliberate edit
+    would be); returns how far that moves the action on the probe observations."""
+    from simreal.bundle.contract import load_arrays
+    from simreal.bundle.numpy_mlp import MLPEvaluator, mlp_from_arrays
+
+    contract = read_contract(bundle)
+    before = load_arrays(bundle / "weights.npz")
+    arrays = {k: v.copy() for k, v in before.items()}
+    last = sorted(k for k in arrays if k.endswith(".weight"))[-1]
+    arrays[last][0, 0] += delta
+    np.savez(bundle / "weights.npz", **arrays)
+    rehash(bundle, "network.weights")
+    obs = load_arrays(bundle / "probe.npz")["obs"]
+    run = lambda a: MLPEvaluator(mlp_from_arrays(a, contract.network, "w"), np.asarray(contract.default_pose),
+                                 contract.action_scale).run(obs)[0]
+    return float(np.max(np.abs(run(arrays) - run(before))))
+
+
+def test_a_change_that_moves_the_action_by_3e_5_fails_the_probe(bundle):
+    # The audit's case: an edited weight (hashes recomputed) moved the action by 1.86e-4 against a
+    # 1e-4 load tolerance. The probe is held to the export's own 1e-5 now (measured backend
+    # differences ~7e-7), so a change 30x smaller than the audit's is refused.
+    moved = _output_weight_nudged(bundle, 1e-4)
+    assert 2e-5 < moved < 1e-4, moved                 # would have passed the old 1e-4 tolerance
+    with pytest.raises(BundleError, match="the numpy backend differs from the training-time"):
+        Policy.load(bundle, backend="numpy")
+
+
+def test_the_probe_tolerates_what_does_not_change_behaviour(bundle):
+    moved = _output_weight_nudged(bundle, 1e-7)
+    assert moved < 1e-6
+    Policy.load(bundle, backend="numpy")              # below float32 rounding between CPUs: accepted
+
+
+def test_expect_sha256_pins_the_bundle(bundle, pristine):
+    from simreal.bundle.contract import contract_sha256
+
+    digest = contract_sha256(pristine)
+    Policy.load(bundle, expect_sha256=digest.upper())
+    _output_weight_nudged(bundle, 1e-7)               # an edit the probe cannot see; the pin can
+    with pytest.raises(BundleError, match=r"policy.json: sha256 [0-9a-f]{64}, expected .*--expect-sha256"):
+        Policy.load(bundle, expect_sha256=digest)

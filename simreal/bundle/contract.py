@@ -220,6 +220,15 @@ def validation_message(source: str, err: ValidationError) -> str:
     return describe_validation_error(source, err, f"does not match the {FORMAT} schema")
 
 
+def contract_sha256(bundle_dir: Path) -> str:
+    """The digest that identifies a bundle: sha256 of its policy.json, which pins every other
+    file by its sha256 (what `simreal export --check` prints and `--expect-sha256` compares)."""
+    path = Path(bundle_dir) / CONTRACT_FILE
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; {bundle_dir} is not a policy bundle")
+    return sha256_file(path)
+
+
 def read_contract(bundle_dir: Path) -> Contract:
     """Parse and validate BUNDLE/policy.json; BundleError names the file and each bad field."""
     path = Path(bundle_dir) / CONTRACT_FILE

@@ -22,16 +22,21 @@ from typing import Literal
 import numpy as np
 
 from simreal.bundle.contract import (CONTRACT_FILE, ONNX_INPUT, ONNX_OUTPUTS, BundleError,
-                                     Contract, check_against_spec, load_arrays, read_contract,
-                                     verify_file)
+                                     Contract, check_against_spec, contract_sha256, load_arrays,
+                                     read_contract, verify_file)
 from simreal.bundle.numpy_mlp import MLPEvaluator, mlp_from_arrays
 from simreal.robot.observation import ObservationBuilder, ObservationLayout
 
 Backend = Literal["auto", "onnxruntime", "numpy"]
-# Load-time self-test: the backend must reproduce the probe outputs recorded at export. Looser
-# than the export's parity tolerance because another CPU may round float32 sums differently;
-# wrong weights, order or scaling miss by orders of magnitude more.
-PROBE_TOLERANCE = 1e-4
+# Load-time self-test: what the probe is for. It answers one question: does THIS backend on THIS
+# machine compute the policy that was trained, to within what matters for control? It is held to
+# the tolerance the export itself enforced (contract.parity_tolerance, 1e-5 by default: measured
+# backend-to-backend and training-to-ONNX differences are ~7e-7, so another CPU's float32
+# rounding has >10x room, and a change of the policy moving an action by 2e-5 is refused).
+# Integrity against accidents (a truncated, corrupted or mixed-up file) rests on the sha256 of
+# every file in policy.json; a deliberate edit whose author also rewrites the hashes and the probe
+# is beyond any self-check: pin the contract's own digest (Policy.load(expect_sha256=...),
+# `simreal deploy --expect-sha256`), which policy.json's file hashes chain to every file.
 
 
 class NonFiniteObservation(ValueError):
@@ -110,11 +115,19 @@ class Policy:
     # ---- loading --------------------------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir: str | Path, spec=None, *, allow_hash_mismatch: bool = False,
-             backend: Backend = "auto") -> "Policy":
-        """Verify and load BUNDLE_DIR; `spec` defaults to the robot named in policy.json."""
+             backend: Backend = "auto", expect_sha256: str | None = None) -> "Policy":
+        """Verify and load BUNDLE_DIR; `spec` defaults to the robot named in policy.json.
+
+        expect_sha256: the digest of policy.json this bundle must have (it pins every file, as
+        policy.json holds their hashes): the one check a deliberate edit cannot pass."""
         bundle_dir = Path(bundle_dir)
         if backend not in ("auto", "onnxruntime", "numpy"):
             raise ValueError(f"backend must be auto, onnxruntime or numpy, not {backend!r}")
+        if expect_sha256 is not None:
+            got = contract_sha256(bundle_dir)
+            if got != expect_sha256.strip().lower():
+                raise BundleError(f"{bundle_dir / CONTRACT_FILE}: sha256 {got}, expected {expect_sha256} "
+                                  "(--expect-sha256): not the bundle that was pinned")
         contract = read_contract(bundle_dir)
         onnx_path = verify_file(bundle_dir, contract.onnx.file, "onnx.file")
         weights_path = verify_file(bundle_dir, contract.network.weights, "network.weights")
@@ -159,12 +172,12 @@ class Policy:
             if not np.all(np.isfinite(got)):
                 raise BundleError(f"{self.bundle_dir}: the {self.backend.name} backend outputs "
                                   f"non-finite {name} on the probe observations (NaN/inf weights?)")
-            err = float(np.max(np.abs(got - want)))
-            if not err <= PROBE_TOLERANCE:
+            err, tol = float(np.max(np.abs(got - want))), self.contract.parity_tolerance
+            if not err <= tol:
                 raise BundleError(
                     f"{self.bundle_dir}: the {self.backend.name} backend differs from the training-time "
                     f"policy recorded in {probe_path.name} by {err:.3g} in {name} (allowed "
-                    f"{PROBE_TOLERANCE:g}); the bundle's files do not belong together")
+                    f"{tol:g}); the bundle's files do not belong together")
 
     # ---- acting ---------------------------------------------------------------------------------
     @property

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-hash-mismatch", action="store_true",
                    help="accept a bundle whose robot files changed since training")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "numpy"], default="auto")
+    p.add_argument("--expect-sha256", metavar="HEX",
+                   help="refuse the bundle unless its policy.json has this sha256 (`simreal export --check` prints it)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_deploy)
 
@@ -135,7 +137,7 @@ def run_deploy(args: argparse.Namespace) -> int:
                             log_path=args.log, command=args.command,
                             command_stream=sys.stdin if args.command_stream else None, config=cfg,
                             allow_hash_mismatch=args.allow_hash_mismatch, backend=args.backend,
-                            realtime=args.realtime,
+                            expect_sha256=args.expect_sha256, realtime=args.realtime,
                             confirm=(lambda info: True) if args.yes else _confirm,
                             notify=lambda s: print(s, file=sys.stderr))
     except UserError as exc:           # StartRefused (2), StartInterrupted (130), BundleError, ...

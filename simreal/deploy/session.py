@@ -139,7 +139,7 @@ def check_log_path(path: str | Path) -> Path:
 def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: float | None = None,
            log_path: str | None = None, command: str | None = None, command_stream=None,
            config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False, backend: str = "auto",
-           confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
+           expect_sha256: str | None = None, confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
            policy_wrapper: Callable[[PolicyLike], PolicyLike] | None = None,
            on_cycle: Callable[[int, dict], None] | None = None, realtime: bool = False,
            notify: Callable[[str], None] = lambda s: None) -> tuple[dict, str]:
@@ -159,7 +159,8 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     cfg = config or RuntimeConfig()
     check_arguments(duration_s, rate_hz, cfg)
     cfg = _dc.replace(cfg, duration_s=duration_s, period_s=(1.0 / rate_hz) if rate_hz else cfg.period_s)
-    policy = Policy.load(bundle, allow_hash_mismatch=allow_hash_mismatch, backend=backend)
+    policy = Policy.load(bundle, allow_hash_mismatch=allow_hash_mismatch, backend=backend,
+                         expect_sha256=expect_sha256)
     for w in policy.warnings:
         notify(f"warning: {w}")
     spec = None

@@ -27,7 +27,7 @@ from simreal.export.parity import PARITY_FORMAT, latency_us, max_abs_diff
 from simreal.files import replace_dir
 
 PARITY_TOLERANCE = 1e-5     # max |training policy - ONNX graph| on the recorded observations
-PROBE_SIZE = 32             # observations kept in probe.npz for the loader's self-test
+PROBE_SIZE = 64             # observations kept in probe.npz for the loader's self-test
 
 
 class ExportError(RuntimeError):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--check: accept a bundle whose robot files changed since training")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "numpy"], default="auto",
                    help="--check: backend to load the bundle with")
+    p.add_argument("--expect-sha256", metavar="HEX",
+                   help="--check: refuse unless policy.json has this sha256 (printed by --check)")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of policy.json and exit")
     p.set_defaults(func=run)
 
@@ -48,12 +51,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(Contract.model_json_schema(), indent=1))
         return 0
     if args.check:
-        return run_check(args.check, args.allow_hash_mismatch, args.backend)
+        return run_check(args.check, args.allow_hash_mismatch, args.backend, args.expect_sha256)
     if not args.source or not args.out:
         return _error("usage: simreal export RUN_DIR --out BUNDLE_DIR  (or --check BUNDLE_DIR)")
     if args.observations < 1:
         return _error("--observations must be at least 1")
-    from pathlib import Path
 
     from simreal.export.bundle import ExportError, export_run
     from simreal.bundle.contract import BundleError
@@ -83,17 +85,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_check(bundle: str, allow_hash_mismatch: bool, backend: str) -> int:
+def run_check(bundle: str, allow_hash_mismatch: bool, backend: str, expect_sha256: str | None = None) -> int:
     import warnings
 
     from simreal.bundle.policy import Policy
-    from simreal.bundle.contract import BundleError, ContractWarning
+    from simreal.bundle.contract import BundleError, ContractWarning, contract_sha256
     from simreal.robot.spec import RobotSpecError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ContractWarning)   # printed below instead
         try:
-            policy = Policy.load(bundle, allow_hash_mismatch=allow_hash_mismatch, backend=backend)
+            policy = Policy.load(bundle, allow_hash_mismatch=allow_hash_mismatch, backend=backend,
+                                 expect_sha256=expect_sha256)
         except (BundleError, RobotSpecError, KeyError) as e:
             return _error(f"{bundle}: refused\n{e}")
     c = policy.contract
@@ -102,4 +105,5 @@ def run_check(bundle: str, allow_hash_mismatch: bool, backend: str) -> int:
     print(f"{bundle}: OK · robot {c.robot} · {c.training.algo}, {c.training.timesteps:,} steps · "
           f"{len(c.joint_names)} joints · obs {c.obs_dim} · {1 / c.control_period:.0f} Hz · "
           f"backend {policy.backend_name}")
+    print(f"sha256 {contract_sha256(Path(bundle))}  (pin it: simreal deploy ... --expect-sha256 <this>)")
     return 0
