@@ -766,3 +766,24 @@ class FrameDecoder:
             self._synced = True
             start = z + 1
         return out
+
+
+# --------------------------------------------------------------------------- timing (docs/protocol.md section 9)
+
+BITS_PER_BYTE = 10                     # UART: start + 8 data + stop
+HOST_MARGIN_S = 0.002                  # host side: a USB-serial latency timer at 1 ms + OS wake-up
+
+
+def transaction_bytes(n_joints: int) -> int:
+    """Bytes on the wire for the longest cycle transaction: COMMAND with gain scales -> STATE.
+    COBS adds a byte per 254, so the worst case is taken over payload values (zeros here)."""
+    zeros = (0.0,) * n_joints
+    command = encode(Command(zeros, (1.0,) * n_joints, (1.0,) * n_joints), 0xFFFF)
+    state = encode(State(0, 0, 0, 0, zeros, zeros, (1.0, 0.0, 0.0, 0.0), (0.0,) * 3, (0.0,) * 3), 0xFFFF)
+    return len(command) + len(state) + 2 * (MAX_PAYLOAD // 254 + 1)
+
+
+def reply_timeout_s(n_joints: int, baudrate: int, reply_time_s: float, margin_s: float = HOST_MARGIN_S) -> float:
+    """One attempt's timeout: both frames' wire time at `baudrate` + the device's stated worst
+    turnaround (last request byte in -> first reply byte out) + the host's own margin."""
+    return transaction_bytes(n_joints) * BITS_PER_BYTE / baudrate + reply_time_s + margin_s

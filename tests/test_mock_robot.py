@@ -162,9 +162,10 @@ def test_injected_reply_faults_match_the_drivers_counters():
     assert min(inj[k] for k in ("drop", "corrupt", "late", "dup")) >= 3   # the schedule did inject
     damaged = c.decoder.crc_errors + c.decoder.framing_errors
     assert inj["corrupt"] <= damaged <= 2 * inj["corrupt"]        # a flip may split one frame in two
-    # each drop, corruption and late reply cost one attempt; a few more for a busy box's slow replies
+    # each drop, corruption and late reply cost one attempt (a few more for a busy box's slow replies),
+    # except where a late reply answered its own transaction's retry, whose reply was spoiled too
     spoiled = inj["drop"] + inj["corrupt"] + inj["late"]
-    assert spoiled <= c.timeouts <= spoiled + 5
+    assert spoiled - c.late_accepted <= c.timeouts <= spoiled + 5
     assert c.stale_replies + c.bytes_flushed > 0 and c.failed == 0 and c.transactions == n + 1
     assert all(b > a for a, b in zip(stamps, stamps[1:]))    # a late or duplicate state would step back
 

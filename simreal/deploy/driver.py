@@ -133,6 +133,7 @@ class LinkCounters:
     write_timeouts: int = 0
     link_lost: int = 0
     bytes_flushed: int = 0        # unread input discarded before a request
+    late_accepted: int = 0        # answered by an earlier attempt's (late) reply of the same transaction
     decoder: P.DecoderStats = field(default_factory=P.DecoderStats)   # crc/framing/length/... errors
 
     def as_dict(self) -> dict[str, int]:
@@ -463,20 +464,27 @@ class SerialDriver:
         start = time.monotonic()
         end = start + budget_s
         seen = Seen()
+        tags: list[int] = []                 # this transaction's attempts: a reply to any is its answer
+        first_sent = None
         for attempt in range(retries + 1):
             if attempt:
                 c.retries += 1
             tag = self._next_tag()
             frame = P.encode(msg, tag)       # may raise FrameTooLong/BadValue: caller error, nothing sent
-            self._flush()
+            if not attempt:
+                self._flush()                # a retry keeps what arrived: the last attempt's reply may be in it
             sent = time.monotonic()
+            first_sent = first_sent or sent
             self._write(frame)
             c.requests += 1
-            reply = self._await(tag, expect, min(sent + timeout_s, end), timeout_s * CORRUPT_GRACE, seen)
+            tags.append(tag)
+            reply = self._await(tags, expect, min(sent + timeout_s, end), timeout_s * CORRUPT_GRACE, seen)
             if reply is not None:
                 c.transactions += 1
-                self.rtt_s.append(time.monotonic() - sent)
-                return reply
+                self.rtt_s.append(time.monotonic() - (sent if reply[0] == tag else first_sent))
+                if reply[0] != tag:
+                    c.late_accepted += 1
+                return reply[1]
             c.timeouts += 1
             if time.monotonic() >= end:
                 break
@@ -485,8 +493,12 @@ class SerialDriver:
                           f"{budget_s * 1e3:.1f} ms ({attempt + 1} attempts of {timeout_s * 1e3:.1f} ms): "
                           f"{seen.summary()}", seen)
 
-    def _await(self, tag: int, expect: type, deadline: float, grace: float, seen: Seen) -> Any:
-        """The reply with this tag, or None when the attempt is over.
+    def _await(self, tags: list[int], expect: type, deadline: float, grace: float, seen: Seen) -> Any:
+        """(tag, reply) for the first usable reply to any of this transaction's attempts (`tags`, the
+        current one last), or None when the attempt is over. An earlier attempt's reply that comes
+        late is still an answer to this same request (the same COMMAND targets, the same read): taking
+        it is what keeps a slow reply from costing the cycle. A reply to an earlier TRANSACTION
+        carries a tag not in `tags` and is dropped as stale (F11).
 
         A damaged frame may have been our reply, or noise just ahead of it: wait at most `grace`
         longer, then retry rather than sit out the whole timeout (D1). A reply that carries our tag
@@ -509,13 +521,13 @@ class SerialDriver:
                     if not shortened:
                         deadline, shortened = min(deadline, time.monotonic() + grace), True
                     continue
-                if item.tag != tag:
+                if item.tag not in tags:
                     if item.tag == 0:          # unsolicited: the robot's own report, not an answer
                         c.unexpected += 1
                         seen.note("unsolicited frames", f"a {item.msg.TYPE.name} with tag 0")
                     else:
                         c.stale_replies += 1
-                        seen.note("stale replies", f"a {item.msg.TYPE.name} with tag {item.tag}, awaiting {tag}")
+                        seen.note("stale replies", f"a {item.msg.TYPE.name} with tag {item.tag}, awaiting {tags[-1]}")
                     continue
                 if isinstance(item.msg, P.Error):
                     c.remote_errors += 1
@@ -527,7 +539,7 @@ class SerialDriver:
                     c.unexpected += 1
                     seen.note("unusable replies", problem)
                     return None
-                return item.msg
+                return item.tag, item.msg
 
     def _flush(self) -> None:
         port = self._port

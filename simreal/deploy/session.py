@@ -136,6 +136,20 @@ def check_log_path(path: str | Path) -> Path:
     return p
 
 
+def link_config(serial: Any, n_joints: int, budget_s: float) -> Any:
+    """The link's timing from robot.yaml's serial section: each attempt waits for both frames'
+    wire time + the firmware's reply_time + the host's margin; a transaction (retries included)
+    gets the smaller of serial.timeout and the cycle's budget, so a timed-out attempt is retried
+    in what is left (docs/protocol.md section 9). An unknown robot: robot.yaml's defaults."""
+    from simreal.deploy.driver import LinkConfig
+    from simreal.robot.spec import SerialSpec
+
+    serial = serial or SerialSpec()
+    budget = min(serial.timeout, budget_s)
+    return LinkConfig(baudrate=serial.baudrate, timeout_s=min(serial.attempt_timeout(n_joints), budget),
+                      retries=2, budget_s=budget)
+
+
 def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: float | None = None,
            log_path: str | None = None, command: str | None = None, command_stream=None,
            config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False, backend: str = "auto",
@@ -151,7 +165,7 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     """
     import dataclasses as _dc
 
-    from simreal.deploy.driver import LinkConfig, SerialDriver
+    from simreal.deploy.driver import SerialDriver
     from simreal.bundle.policy import Policy
     from simreal.robot.spec import RobotSpecError, load_robot
 
@@ -180,10 +194,7 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     if tuple(clamped) != (vx, yaw):
         notify(f"warning: command ({vx:g}, {yaw:g}) is outside the trained range {plan.command_ranges}; "
                f"using ({clamped[0]:g}, {clamped[1]:g})")
-    budget = cfg.transaction_budget(period)
-    serial_timeout = spec.serial.timeout if spec is not None else budget
-    baud = spec.serial.baudrate if spec is not None else 1_000_000
-    link = link or LinkConfig(baudrate=baud, timeout_s=min(serial_timeout, budget), retries=2, budget_s=budget)
+    link = link or link_config(spec.serial if spec is not None else None, plan.n, cfg.transaction_budget(period))
     # 2. the log can be written (created only once the port is open)
     log_path = str(log_path or default_log_path(plan.robot))
     check_log_path(log_path)

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watchdog-damp", type=nonnegative_float, default=0.3, metavar="S",
                    help="seconds of DAMP before the watchdog turns torque off (default 0.3)")
     p.add_argument("--link-timeout", type=positive_float, default=None, metavar="S",
-                   help="the host's reply timeout that late=P:F multiplies (default robot.yaml serial.timeout)")
+                   help="the host's reply timeout that late=P:F multiplies (default: robot.yaml's serial timeout, sized from the frames)")
     p.add_argument("--uncalibrated", action="store_true",
                    help="report no joint calibration: TORQUE on is refused (faults.md D4)")
     p.add_argument("--duration", type=positive_float, default=None, metavar="S", help="exit by itself after S seconds")

@@ -63,7 +63,7 @@ def run_from_args(args: argparse.Namespace) -> int:
           f"{'lockstep' if args.lockstep else 'real time'}); SIGTERM or Ctrl-C stops it", file=sys.stderr, flush=True)
     server = Server(robot, schedule, master, seed=args.seed,
                     baudrate=gap.baudrate or spec.serial.baudrate,
-                    link_timeout_s=args.link_timeout or spec.serial.timeout,
+                    link_timeout_s=args.link_timeout or spec.serial.attempt_timeout(spec.n_joints),
                     stdin_fd=sys.stdin.fileno() if args.stdin_lifeline else None, duration=args.duration)
     server.serve()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):     # stopping already: finish the report

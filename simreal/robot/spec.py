@@ -99,7 +99,16 @@ class ObservationSpec(_Strict):
 class SerialSpec(_Strict):
     port: str = "/dev/ttyUSB0"
     baudrate: int = Field(default=1_000_000, gt=0)
-    timeout: float = Field(default=0.008, gt=0)
+    timeout: float = Field(default=0.008, gt=0)        # s per transaction, retries included
+    reply_time: float = Field(default=0.001, gt=0)     # s: the firmware's worst turnaround
+
+    def attempt_timeout(self, n_joints: int) -> float:
+        """One attempt's reply timeout: both frames' wire time at the baud rate + reply_time + the
+        host's margin (simreal.protocol.reply_timeout_s), within the transaction's `timeout`; what
+        is left of `timeout` after a failed attempt goes to a retry."""
+        from simreal import protocol
+
+        return min(protocol.reply_timeout_s(n_joints, self.baudrate, self.reply_time), self.timeout)
 
 
 class NoiseSpec(_Strict):
