@@ -189,7 +189,7 @@ def test_soft_start_ramps_to_default_pose_with_rising_gains(spec):
 
 # --------------------------------------------------------------------------- C1 / C2 / C3
 
-@pytest.mark.parametrize("channel", ["q", "quat", "gyro"])
+@pytest.mark.parametrize("channel", ["q", "dq", "quat", "gyro"])
 def test_c1_non_finite_state_never_reaches_the_policy(spec, channel):
     c = N_PRE + 3
     rt, drv, pol, clock = make_runtime(spec, faults=f"nan_at={at_cycle(c)}:2:{channel}")   # 2: cycle c-1's COMMAND reply takes one

@@ -18,7 +18,8 @@ or simulated time in --lockstep), durations D seconds (default: to the end):
 | tilt_at=T:DEG[:D]            | the base is pushed over to DEG degrees (about x) and held there D    |
 |                              | (default 1 s)                                                        |
 | nan_at=T[:N[:CH]]            | the next N STATE replies (default 1) carry NaN in channel CH: gyro   |
-|                              | (default), q (a joint position) or quat (the IMU orientation)        |
+|                              | (default), q (a joint position), dq (a joint velocity) or quat (the  |
+|                              | IMU orientation)                                                     |
 | encoder_slip_at=T:J:RAD[:D]  | joint J's encoder reads RAD off (a slipped gear, lost calibration)   |
 |                              | for D (default: to the end); the servo still tracks what it reads    |
 | freeze_timestamp_at=T[:D]    | STATE timestamps stop advancing while replies keep coming            |
@@ -40,7 +41,7 @@ FAULT_KINDS = ("overheat", "overload", "voltage", "servo_alert", "encoder", "bus
 REPLY_FAULTS = ("drop", "corrupt", "late", "dup")
 TIMED = ("stall_at", "disconnect_at", "device_fault", "tilt_at", "nan_at", "freeze_timestamp_at",
          "estop_at", "encoder_slip_at")
-NAN_CHANNELS = ("gyro", "q", "quat")
+NAN_CHANNELS = ("gyro", "q", "dq", "quat")
 
 
 class FaultSpecError(UserError, ValueError):

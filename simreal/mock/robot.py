@@ -243,11 +243,11 @@ class MockRobot:
         if self.encoder_slip.any():        # encoder_slip_at: what the encoders read, not where the joint is
             q = q + self.encoder_slip
         if self.nan_queue:                 # nan_at: this reply carries a NaN in one channel
-            values = {"gyro": gyro, "q": q, "quat": quat}
+            values = {"gyro": gyro, "q": q, "dq": dq, "quat": quat}
             channel = self.nan_queue.popleft()
             values[channel] = values[channel].copy()
             values[channel][0] = math.nan
-            gyro, q, quat = values["gyro"], values["q"], values["quat"]
+            gyro, q, dq, quat = values["gyro"], values["q"], values["dq"], values["quat"]
             self.injected.nan += 1
         return P.State(self._timestamp_us(now), self.status, self.errors, self.fault_joints, q.tolist(),
                        dq.tolist(), quat.tolist(), gyro.tolist(), accel.tolist())
