@@ -228,14 +228,19 @@ def test_curriculum_widens_randomization_with_steps():
 
 def test_air_time_is_paid_at_touchdown_only():
     """A foot seen airborne for k steps reports k * dt of air time on the step it lands."""
-    env = LocomotionEnv("biped", randomize=False)
-    env.reset(seed=0)
+    from simreal.envs.locomotion import track_air_time
+
+    dt = 0.02
     down, up = np.array([True, True]), np.array([True, False])
     seq = [down, up, up, up, up, up, down, down]
-    got = [env._track_air_time(c) for c in seq]
+    timer, last, got = np.zeros(2), np.ones(2, dtype=bool), []
+    for c in seq:
+        touchdown, air, timer = track_air_time(timer, last, c, dt)
+        last = c
+        got.append((touchdown, air))
     touchdowns = [bool(t[1]) for t, _ in got]
     assert touchdowns == [False] * 6 + [True, False]
-    assert got[6][1][1] == pytest.approx(5 * env.dt)   # airborne in steps 1..5
+    assert got[6][1][1] == pytest.approx(5 * dt)   # airborne in steps 1..5
     assert not got[6][0][0] and got[6][1][0] == 0.0
 
 

@@ -12,9 +12,30 @@ from simreal.envs.physics import Simulator
 from simreal.robot.action import action_to_targets
 from simreal.robot.observation import RobotState, builder_for
 
+from simreal.robot.spec import RobotSpec, load_robot
+
 if TYPE_CHECKING:
     import mujoco
-from simreal.robot.spec import RobotSpec, load_robot
+
+DRAW_BLOCK = 64    # steps of sensor-noise and push draws taken from the env's rng at once
+
+
+def push_velocity(speed, u: np.ndarray) -> np.ndarray:
+    """A random horizontal shove: `speed` x U(0.5, 1) in a uniform direction; u: two U(0, 1)."""
+    ang = 2 * np.pi * u[..., 0]
+    mag = speed * (0.5 + 0.5 * u[..., 1])
+    return np.stack([mag * np.cos(ang), mag * np.sin(ang)], axis=-1)
+
+
+def track_air_time(air_time: np.ndarray, last_contact: np.ndarray, contact: np.ndarray,
+                   dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-foot swing timer. A contact counts if seen this step or the last (contacts flicker
+    for one physics step on touchdown). Returns (touchdown now, air time before it, the new
+    timer). Any leading batch shape."""
+    filtered = contact | last_contact
+    touchdown = (air_time > 0) & filtered
+    air_time = air_time + dt
+    return touchdown, air_time * touchdown, np.where(filtered, 0.0, air_time)
 
 
 class LocomotionEnv(gym.Env):
@@ -126,6 +147,7 @@ class LocomotionEnv(gym.Env):
         # Finite bounds (Gymnasium warns on infinite ones); scaled terms stay far inside +-100.
         self.observation_space = gym.spaces.Box(-100.0, 100.0, (self.obs_builder.layout.size,), np.float32)
         self.params = randomization.nominal(n, self.sim.model.nbody - 1)
+        self._draw_row = DRAW_BLOCK
         self._tilt_limit = np.deg2rad(spec.task.max_tilt_deg)
         self._terrain_edge = 0.85 * float(self.sim.model.hfield_size[0][0]) if self.sim.model.nhfield else np.inf
 
@@ -135,8 +157,26 @@ class LocomotionEnv(gym.Env):
 
     # --- gym API --------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+        self.begin_episode(seed)
+        n = self.spec_robot.n_joints
+        self.last_action = np.zeros(n)
+        self._action_queue = deque([np.zeros(n)] * (self.params.action_latency + 1),
+                                   maxlen=self.params.action_latency + 1)
+        self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
+        self.obs_builder.reset()
+        n_feet = len(self.spec_robot.feet)
+        self._air_time, self._last_contact = np.zeros(n_feet), np.ones(n_feet, dtype=bool)
+        obs = self._observe(self._next_draws()[0])
+        return obs, {"randomization": self.params.to_info(), "command": self.command.copy()}
+
+    def begin_episode(self, seed: int | None = None) -> None:
+        """A new episode's randomization, model, pose and command, from the env's rng; the
+        per-step state (queues, timers, observation history) is the caller's to clear. The
+        batched env (simreal.envs.batched) calls this for each of its envs."""
+        gym.Env.reset(self, seed=seed)
         spec, rng, n = self.spec_robot, self.np_random, self.spec_robot.n_joints
+        if seed is not None:
+            self._draw_row = DRAW_BLOCK            # a reseeded rng starts a fresh block
         if self._curriculum is not None:
             start, span = self._curriculum
             self.set_randomization_scale(start + (1.0 - start) * min(1.0, self.total_steps / span))
@@ -152,16 +192,22 @@ class LocomotionEnv(gym.Env):
         else:
             self.command = np.array([rng.uniform(*r) for r in self.command_ranges])
         self.steps = 0
-        self.last_action = np.zeros(n)
-        self._action_queue = deque([np.zeros(n)] * (self.params.action_latency + 1),
-                                   maxlen=self.params.action_latency + 1)
-        self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
         self._next_push = self.params.push_interval
-        self.obs_builder.reset()
-        n_feet = len(spec.feet)
-        self._air_time, self._last_contact = np.zeros(n_feet), np.ones(n_feet, dtype=bool)
-        obs = self._observe()
-        return obs, {"randomization": self.params.to_info(), "command": self.command.copy()}
+        self.noise_std = sensors.stds(self.params.noise)
+
+    def draw_block(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next DRAW_BLOCK steps' randomness: standard normals for the sensor noise and two
+        uniforms for a push, per step."""
+        rng = self.np_random
+        return (rng.standard_normal((DRAW_BLOCK, sensors.draws(self.spec_robot.n_joints))),
+                rng.random((DRAW_BLOCK, 2)))
+
+    def _next_draws(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._draw_row == DRAW_BLOCK:
+            self._draws, self._draw_row = self.draw_block(), 0
+        row = self._draw_row
+        self._draw_row += 1
+        return self._draws[0][row], self._draws[1][row]
 
     def step(self, action: np.ndarray):
         spec, sim = self.spec_robot, self.sim
@@ -171,14 +217,15 @@ class LocomotionEnv(gym.Env):
         sim.step(action_to_targets(applied, spec.default_pose, spec.control.action_scale))
         self.steps += 1
         self.total_steps += 1
+        noise, u = self._next_draws()
         if self.randomize and sim.time >= self._next_push and self.params.push_velocity > 0:
-            ang = self.np_random.uniform(0, 2 * np.pi)
-            sim.push(self.params.push_velocity * self.np_random.uniform(0.5, 1.0) * np.array([np.cos(ang), np.sin(ang)]))
+            sim.push(push_velocity(self.params.push_velocity, u))
             self._next_push += self.params.push_interval
 
         lin_vel = sim.base_lin_vel_body()
         contact = sim.foot_contacts()
-        touchdown, air_time = self._track_air_time(contact)
+        touchdown, air_time, self._air_time = track_air_time(self._air_time, self._last_contact, contact, self.dt)
+        self._last_contact = contact
         tilt = sim.tilt()
         fell = bool(tilt > self._tilt_limit or sim.base_height() < spec.task.min_base_height)
         q = rewards.StepQuantities(
@@ -192,7 +239,7 @@ class LocomotionEnv(gym.Env):
         pos = sim.base_pos()
         at_edge = bool(np.hypot(pos[0], pos[1]) > self._terrain_edge)
         truncated = bool(self.steps >= self.max_steps or at_edge)
-        obs = self._observe()
+        obs = self._observe(noise)
         info = {"reward_terms": terms, "forward_velocity": float(lin_vel[0]),
                 "command": self.command.copy(), "fell": fell, "base_position": pos}
         if fell or truncated:
@@ -201,25 +248,15 @@ class LocomotionEnv(gym.Env):
             self.render()
         return obs, reward, fell, truncated and not fell, info
 
-    def _track_air_time(self, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-foot swing timer. A contact counts if seen this step or the last (contacts flicker
-        for one physics step on touchdown); returns (touchdown now, air time before it)."""
-        filtered = contact | self._last_contact
-        touchdown = (self._air_time > 0) & filtered
-        self._air_time += self.dt
-        air_time = self._air_time * touchdown
-        self._air_time[filtered] = 0.0
-        self._last_contact = contact
-        return touchdown, air_time
-
-    def _observe(self) -> np.ndarray:
-        """Encoders now, IMU `imu_latency` steps old, then the shared sensor noise model."""
+    def _observe(self, noise: np.ndarray) -> np.ndarray:
+        """Encoders now, IMU `imu_latency` steps old, then the shared sensor noise model
+        (`noise`: this step's standard normal draws)."""
         true = self.sim.measure()
         self._imu_queue.append(true)
         imu = self._imu_queue[0]
         state = RobotState(joint_pos=true.joint_pos, joint_vel=true.joint_vel, quat=imu.quat,
                            gyro=imu.gyro, accel=imu.accel, timestamp=true.timestamp)
-        state = sensors.add_noise(state, self.params.noise, self.params.imu_bias, self.np_random)
+        state = sensors.apply_noise(state, self.noise_std, self.params.imu_bias, noise)
         return self.obs_builder(state, self.last_action, self.command)
 
     # --- rendering ----------------------------------------------------------------------------

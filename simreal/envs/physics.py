@@ -11,6 +11,7 @@ import mujoco
 import numpy as np
 
 from simreal.envs import servo as servo_model
+from simreal.envs.arrays import sum_last
 from simreal.envs.servo import ServoParams
 from simreal.robot.observation import RobotState
 
@@ -27,10 +28,104 @@ class Nominal:
     dof_armature: np.ndarray
 
 
+GT = "simreal_gt_"   # prefix of the ground-truth sensors added to every robot model
+
+
+def load_model(spec) -> mujoco.MjModel:
+    """The robot's MJCF plus ground-truth sensors (base frame, foot contact and speed, drive
+    torque), so everything a step reads is in `qpos`/`qvel`/`sensordata`: one MjData's arrays,
+    or a batch of them stacked (simreal.envs.batched). Sensors do not change the dynamics."""
+    S, O = mujoco.mjtSensor, mujoco.mjtObj
+    ms = mujoco.MjSpec.from_file(str(spec.mjcf_path))
+    for kind, name in ((S.mjSENS_FRAMEPOS, "base_pos"), (S.mjSENS_FRAMEXAXIS, "base_x"),
+                       (S.mjSENS_FRAMEYAXIS, "base_y"), (S.mjSENS_FRAMEZAXIS, "base_z")):
+        ms.add_sensor(name=GT + name, type=kind, objtype=O.mjOBJ_XBODY, objname=spec.base_body)
+    for foot in spec.feet:
+        # contact: intprm (data=found, reduce=none, num=1): how many contacts touch the foot geom
+        ms.add_sensor(name=GT + "contact_" + foot, type=S.mjSENS_CONTACT, objtype=O.mjOBJ_GEOM,
+                      objname=foot, intprm=[1, 0, 1])
+        ms.add_sensor(name=GT + "vel_" + foot, type=S.mjSENS_FRAMELINVEL, objtype=O.mjOBJ_GEOM, objname=foot)
+    for joint in spec.joint_names:
+        ms.add_sensor(name=GT + "force_" + joint, type=S.mjSENS_ACTUATORFRC, objtype=O.mjOBJ_ACTUATOR,
+                      objname=joint)
+    return ms.compile()
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Where each quantity sits in qpos / qvel / sensordata, and how it is computed from them.
+
+    Every method takes arrays with any leading batch shape: (nq,) for one MjData, (N, nq) for a
+    batch. The single env and the batched env call these same functions.
+    """
+    qpos_idx: np.ndarray
+    dof_idx: np.ndarray
+    imu_quat: slice
+    imu_gyro: slice
+    imu_acc: slice
+    base_pos: slice
+    base_axes: tuple[slice, slice, slice]     # body x, y, z axes in world coordinates (xmat columns)
+    foot_contact: np.ndarray                  # sensordata index per foot
+    foot_vel: np.ndarray                      # (feet, 3) sensordata indices
+    torque: np.ndarray
+
+    @classmethod
+    def of(cls, m: mujoco.MjModel, spec, qpos_idx: np.ndarray, dof_idx: np.ndarray) -> "Readout":
+        def sl(name):
+            i = m.sensor(name).id
+            return slice(int(m.sensor_adr[i]), int(m.sensor_adr[i] + m.sensor_dim[i]))
+
+        def adr(name):
+            return int(m.sensor_adr[m.sensor(name).id])
+        return cls(qpos_idx, dof_idx, sl("imu_quat"), sl("imu_gyro"), sl("imu_acc"), sl(GT + "base_pos"),
+                   (sl(GT + "base_x"), sl(GT + "base_y"), sl(GT + "base_z")),
+                   np.array([adr(GT + "contact_" + f) for f in spec.feet]),
+                   np.array([[adr(GT + "vel_" + f) + k for k in range(3)] for f in spec.feet]),
+                   np.array([adr(GT + "force_" + j) for j in spec.joint_names]))
+
+    def lin_vel_body(self, qvel: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        """R^T v: the base's world velocity projected on the body axes."""
+        v = qvel[..., 0:3]
+        return np.stack([sum_last(sd[..., a] * v) for a in self.base_axes], axis=-1)
+
+    def tilt(self, sd: np.ndarray) -> np.ndarray:
+        """Angle between the body z axis and world up, radians."""
+        return np.arccos(np.clip(sd[..., self.base_axes[2].start + 2], -1.0, 1.0))
+
+    def foot_contacts(self, sd: np.ndarray) -> np.ndarray:
+        return sd[..., self.foot_contact] > 0
+
+    def foot_speeds_xy(self, sd: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Horizontal speed (m/s) of the selected feet; 0 for the others."""
+        vel = sd[..., self.foot_vel]
+        return np.hypot(vel[..., 0], vel[..., 1]) * which
+
+    def measure(self, qpos: np.ndarray, qvel: np.ndarray, sd: np.ndarray, time,
+                encoder_offset: np.ndarray, encoder_resolution: float) -> RobotState:
+        """What the robot's sensors report: offset + quantized encoders, IMU. No noise here."""
+        res = encoder_resolution
+        q = np.round((qpos[..., self.qpos_idx] + encoder_offset) / res) * res
+        return RobotState(joint_pos=q, joint_vel=qvel[..., self.dof_idx], quat=sd[..., self.imu_quat],
+                          gyro=sd[..., self.imu_gyro], accel=sd[..., self.imu_acc], timestamp=time)
+
+
+def terrain_height(hfield: tuple | None, heights: np.ndarray, x, y):
+    """Floor height at (x, y): nearest height-field sample (0 on a plane). `heights` is the
+    field's samples, (nrow * ncol,) or (N, nrow * ncol) with x, y of shape (N,)."""
+    if hfield is None:
+        return np.zeros_like(np.asarray(x, dtype=float))
+    nrow, ncol, rx, ry, hz = hfield
+    # Row index runs along y, column along x (MuJoCo's height-field convention).
+    c = np.clip(np.rint((np.asarray(x) + rx) / (2 * rx) * (ncol - 1)).astype(int), 0, ncol - 1)
+    r = np.clip(np.rint((np.asarray(y) + ry) / (2 * ry) * (nrow - 1)).astype(int), 0, nrow - 1)
+    return np.take_along_axis(heights, np.asarray(r * ncol + c)[..., None], axis=-1)[..., 0] * hz \
+        if heights.ndim > 1 else heights[r * ncol + c] * hz
+
+
 class Simulator:
     def __init__(self, spec):
         self.spec = spec
-        self.model = mujoco.MjModel.from_xml_path(str(spec.mjcf_path))
+        self.model = load_model(spec)
         self.data = mujoco.MjData(self.model)
         m = self.model
         ids = [m.joint(n).id for n in spec.joint_names]
@@ -41,9 +136,7 @@ class Simulator:
         self.foot_geoms = np.array([m.geom(f).id for f in spec.feet])
         self.foot_bodies = m.geom_bodyid[self.foot_geoms]
         self.floor_geom = m.geom("floor").id if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor") >= 0 else -1
-        self._sensor = {name: slice(m.sensor_adr[m.sensor(name).id],
-                                    m.sensor_adr[m.sensor(name).id] + m.sensor_dim[m.sensor(name).id])
-                        for name in ("imu_quat", "imu_gyro", "imu_acc")}
+        self.readout = Readout.of(m, spec, self.qpos_idx, self.dof_idx)
         self.nominal = Nominal(m.body_mass.copy(), m.body_inertia.copy(), m.body_ipos.copy(),
                                m.geom_friction.copy(), m.dof_damping.copy(),
                                m.dof_frictionloss.copy(), m.dof_armature.copy())
@@ -55,11 +148,12 @@ class Simulator:
         self.configure_servos()
         self.substeps = spec.control.substeps
         self._spawn_height = float(m.body_pos[self.base_id][2])
-        self._hfield = None
+        self.hfield = None          # (nrow, ncol, x half-size, y half-size, z scale) of the floor
+        self._hfield_adr = 0
         if self.floor_geom >= 0 and m.geom_type[self.floor_geom] == mujoco.mjtGeom.mjGEOM_HFIELD:
             h = m.geom_dataid[self.floor_geom]
-            self._hfield = (int(m.hfield_adr[h]), int(m.hfield_nrow[h]), int(m.hfield_ncol[h]),
-                            *map(float, m.hfield_size[h][:3]))
+            self._hfield_adr = int(m.hfield_adr[h])
+            self.hfield = (int(m.hfield_nrow[h]), int(m.hfield_ncol[h]), *map(float, m.hfield_size[h][:3]))
 
     def configure_servos(self, gain_scale: float | None = None) -> None:
         """Write servo params into the model; call after changing self.servo or joint_damping."""
@@ -91,11 +185,9 @@ class Simulator:
 
     def measure(self) -> RobotState:
         """What the robot's sensors report: offset + quantized encoders, IMU. No noise here."""
-        d, s, res = self.data, self._sensor, self.encoder_resolution
-        q = np.round((self.joint_pos() + self.encoder_offset) / res) * res
-        return RobotState(joint_pos=q, joint_vel=self.joint_vel(), quat=d.sensordata[s["imu_quat"]].copy(),
-                          gyro=d.sensordata[s["imu_gyro"]].copy(), accel=d.sensordata[s["imu_acc"]].copy(),
-                          timestamp=self.time)
+        d = self.data
+        return self.readout.measure(d.qpos, d.qvel.copy(), d.sensordata.copy(), self.time,
+                                    self.encoder_offset, self.encoder_resolution)
 
     # --- ground truth (never shown to the policy) ---------------------------------------------
     def base_pos(self) -> np.ndarray:
@@ -108,25 +200,25 @@ class Simulator:
         return self.data.qvel[0:3].copy()
 
     def base_lin_vel_body(self) -> np.ndarray:
-        rot = self.data.xmat[self.base_id].reshape(3, 3)
-        return rot.T @ self.data.qvel[0:3]
+        return self.readout.lin_vel_body(self.data.qvel, self.data.sensordata)
 
     def base_ang_vel_body(self) -> np.ndarray:
         return self.data.qvel[3:6].copy()  # free joint angular velocity is in the body frame
 
     def tilt(self) -> float:
         """Angle between the body z axis and world up, radians."""
-        return float(np.arccos(np.clip(self.data.xmat[self.base_id][8], -1.0, 1.0)))
+        return float(self.readout.tilt(self.data.sensordata))
+
+    def terrain_heights(self) -> np.ndarray:
+        """The floor's height-field samples (empty on a plane)."""
+        if self.hfield is None:
+            return np.zeros(0)
+        n = self.hfield[0] * self.hfield[1]
+        return self.model.hfield_data[self._hfield_adr:self._hfield_adr + n]
 
     def terrain_height(self, x: float, y: float) -> float:
         """Floor height at (x, y): nearest height-field sample (0 on a plane)."""
-        if self._hfield is None:
-            return 0.0
-        adr, nrow, ncol, rx, ry, hz = self._hfield
-        # Row index runs along y, column along x (MuJoCo's height-field convention).
-        c = min(max(int(round((x + rx) / (2 * rx) * (ncol - 1))), 0), ncol - 1)
-        r = min(max(int(round((y + ry) / (2 * ry) * (nrow - 1))), 0), nrow - 1)
-        return float(self.model.hfield_data[adr + r * ncol + c] * hz)
+        return float(terrain_height(self.hfield, self.terrain_heights(), x, y))
 
     def base_height(self) -> float:
         x, y, z = self.base_pos()
@@ -134,24 +226,16 @@ class Simulator:
 
     def foot_contacts(self) -> np.ndarray:
         """Which feet touch the floor (bool per foot)."""
-        con = self.data.contact
-        touching = set(con.geom1.tolist()) | set(con.geom2.tolist())
-        return np.array([g in touching for g in self.foot_geoms.tolist()])
+        return self.readout.foot_contacts(self.data.sensordata)
 
     def foot_speeds_xy(self, which: np.ndarray) -> np.ndarray:
         """Horizontal speed (m/s) of the selected feet; 0 for the others (slip needs only contacts)."""
-        out = np.zeros(len(self.foot_geoms))
-        vel = np.zeros(6)
-        for k in np.flatnonzero(which):
-            mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_GEOM,
-                                     int(self.foot_geoms[k]), vel, 0)
-            out[k] = np.hypot(vel[3], vel[4])
-        return out
+        return self.readout.foot_speeds_xy(self.data.sensordata, which)
 
     @property
     def last_torque(self) -> np.ndarray:
         """Servo drive torque of the last physics step (before back-EMF), N*m."""
-        return self.data.actuator_force[self.act_idx]
+        return self.data.sensordata[self.readout.torque]
 
     def step(self, targets: np.ndarray, n_substeps: int | None = None) -> None:
         """Advance one control period (or n_substeps physics steps) holding the targets.

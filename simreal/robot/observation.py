@@ -77,16 +77,18 @@ def gravity_in_body(quat: np.ndarray) -> np.ndarray:
     """Unit gravity direction expressed in the body frame: R(q)^T @ (0, 0, -1).
 
     For q = (w, x, y, z), the third row of R is (2(xz - wy), 2(yz + wx), 1 - 2(x^2 + y^2)),
-    so R^T (0,0,-1) = -(that row).
+    so R^T (0,0,-1) = -(that row). Any leading batch shape: (4,) or (N, 4).
     """
-    w, x, y, z = (float(v) for v in quat)  # plain floats: this runs every control step
+    quat = np.asarray(quat, dtype=np.float64)
+    w, x, y, z = quat[..., 0], quat[..., 1], quat[..., 2], quat[..., 3]
     n2 = w * w + x * x + y * y + z * z
-    return -np.array([2 * (x * z - w * y), 2 * (y * z + w * x), n2 - 2 * (x * x + y * y)]) / n2
+    return -np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), n2 - 2 * (x * x + y * y)], axis=-1) / n2[..., None]
 
 
 def observation_frame(state: RobotState, last_action: np.ndarray, command: np.ndarray,
                       default_pose: np.ndarray, layout: ObservationLayout) -> np.ndarray:
-    """One frame of the observation vector, in layout order, each term multiplied by its scale."""
+    """One frame of the observation vector, in layout order, each term multiplied by its scale.
+    Works on one state or on a batch (every field with a leading (N,) axis)."""
     values = {
         "gravity": gravity_in_body(state.quat),
         "gyro": state.gyro,
@@ -96,7 +98,7 @@ def observation_frame(state: RobotState, last_action: np.ndarray, command: np.nd
         "command": command,
     }
     return np.concatenate([np.asarray(values[t.name], dtype=np.float64) * t.scale
-                           for t in layout.terms]).astype(np.float32)
+                           for t in layout.terms], axis=-1).astype(np.float32)
 
 
 class ObservationBuilder:
@@ -117,6 +119,23 @@ class ObservationBuilder:
         else:
             self._frames.appendleft(frame)
         return np.concatenate(list(self._frames)) if self.layout.history > 1 else frame
+
+
+class BatchObservationHistory:
+    """ObservationBuilder's history for N environments at once: (N, history, frame), newest
+    first; a row's first frame after a reset fills its whole history."""
+
+    def __init__(self, layout: ObservationLayout, n: int):
+        self.layout = layout
+        self.frames = np.zeros((n, layout.history, layout.frame_size), dtype=np.float32)
+
+    def push(self, rows: np.ndarray, frames: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+        """Add one frame for each of `rows` (`fresh`: a reset row); returns their observations."""
+        h = self.frames
+        old = h[rows, :-1]
+        h[rows, 1:] = np.where(fresh[:, None, None], frames[:, None, :], old)
+        h[rows, 0] = frames
+        return h[rows].reshape(len(rows), -1)
 
 
 def builder_for(spec) -> ObservationBuilder:

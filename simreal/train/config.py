@@ -173,7 +173,9 @@ def algo_params(algo: str | None = None) -> dict[str, type[AlgoParams]]:
 class EnvConfig(_Strict):
     randomize: bool = True                  # domain randomization (robot envs; ids ignore it)
     kwargs: dict[str, Any] = {}             # passed to make_env (LocomotionEnv or gymnasium.make)
-    vec_env: Literal["dummy", "subproc"] = "dummy"
+    # auto: batched for robots in robots/ (simreal.train.vec_env), dummy for Gymnasium ids
+    vec_env: Literal["auto", "batched", "dummy", "subproc"] = "auto"
+    threads: PositiveInt | None = None      # batched: physics threads (None: every core, at most n_envs)
 
 
 class NormalizeConfig(_Strict):

@@ -47,14 +47,33 @@ def _make_monitored(robot: str, randomize: bool, env_kwargs: dict[str, Any],
     return Monitor(make_single(robot, randomize, env_kwargs))
 
 
+def vec_env_kind(cfg: TrainConfig) -> str:
+    """The VecEnv `make_vec` builds: env.vec_env with "auto" resolved."""
+    from simreal.robot.registry import list_robots
+
+    robot = cfg.robot in list_robots()
+    kind = cfg.env.vec_env
+    if kind == "auto":
+        return "batched" if robot else "dummy"
+    if kind == "batched" and not robot:
+        raise ValueError(f"env.vec_env: batched steps the robots in robots/; {cfg.robot!r} is a "
+                         f"Gymnasium id (use dummy or subproc)")
+    return kind
+
+
 def make_vec(cfg: TrainConfig, seed: int, n_envs: int | None = None, *, randomize: bool | None = None):
     """(vec_env, vec_normalize or None): K seeded envs (seed, seed+1, ...), normalized as configured."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
 
     n = n_envs or cfg.n_envs
     rand = cfg.env.randomize if randomize is None else randomize
     factory = functools.partial(_make_monitored, cfg.robot, rand, dict(cfg.env.kwargs))
-    if cfg.env.vec_env == "subproc" and n > 1:
+    kind = vec_env_kind(cfg)
+    if kind == "batched":
+        from simreal.train.vec_env import BatchedVecEnv
+
+        venv = VecMonitor(BatchedVecEnv(n, cfg.robot, randomize=rand, threads=cfg.env.threads, **cfg.env.kwargs))
+    elif kind == "subproc" and n > 1:
         venv = SubprocVecEnv([functools.partial(factory, worker=True)] * n)
     else:
         venv = DummyVecEnv([factory] * n)
