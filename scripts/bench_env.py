@@ -88,7 +88,7 @@ class Physics:
 
 
 def threaded(phys: Physics, threads: int):
-    pool = ThreadPoolExecutor(threads)
+    pool = ThreadPoolExecutor(max(1, threads - 1))
     parts = np.array_split(np.arange(phys.n), threads)
     mj = phys.mujoco
 
@@ -100,7 +100,9 @@ def threaded(phys: Physics, threads: int):
 
     def step(k):
         c = phys.ctrl(k)
-        for f in [pool.submit(work, rows, c) for rows in parts]:
+        futures = [pool.submit(work, rows, c) for rows in parts[1:]]
+        work(parts[0], c)                  # this thread takes a slice, as the batched env does
+        for f in futures:
             f.result()
         if k % 50 == 0:
             phys.fallen_reset()
@@ -229,6 +231,23 @@ def table(robot: str, rates: dict[str, float], threads: int) -> str:
     return "\n".join(lines)
 
 
+def scaling(rates: dict[str, float]) -> str:
+    """Threads 1..2 measured (batched env x32); 8 and 16 projected with Amdahl's law from them:
+    per-step time t(T) = serial + parallel / T, solved from t(1) and t(2)."""
+    one, two = rates.get("batched env x32, 1 thread"), rates.get("batched env x32, 2 threads")
+    if not one or not two:
+        return ""
+    t1, t2 = 32 / one, 32 / two                    # s per batch step
+    parallel = max(0.0, 2 * (t1 - t2))
+    serial = max(t1 - parallel, 1e-12)
+    proj = {k: 32 / (serial + parallel / k) for k in (8, 16)}
+    return (f"Scaling (x32): 1 thread {one:,.0f}, 2 threads {two:,.0f} steps/s measured "
+            f"({two / one:.2f}x); the serial part (numpy after the physics, thread hand-off) is "
+            f"{serial / t1:.0%} of a 1-thread step, so Amdahl projects (not measured) "
+            f"{proj[8]:,.0f} steps/s on 8 cores and {proj[16]:,.0f} on 16 at 32 envs; more envs per "
+            "call shrink the serial share, so larger batches scale further.")
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -244,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Median of {args.rounds} interleaved rounds of {args.seconds:g} s; random actions "
              "(0.3 x U(-1, 1)); ceilings are physics only.", ""]
     for robot in args.robots:
-        parts += [table(robot, measure(robot, args.rounds, args.seconds, args.threads), args.threads), ""]
+        rates = measure(robot, args.rounds, args.seconds, args.threads)
+        parts += [table(robot, rates, args.threads), "", scaling(rates), ""]
     if not args.no_ant:
         step, env = ant()
         rate = statistics.median(timed(step, args.seconds) for _ in range(args.rounds))

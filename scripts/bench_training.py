@@ -61,9 +61,14 @@ def run_one(spec: tuple[str, str, int, int], runs_dir: Path, sets: list[str], ep
         if (run / "config.yaml").is_file():
             proc = simreal("train", "--resume", str(run), "--timesteps", str(steps), "--no-progress")
         else:
-            proc = simreal("train", robot, "--algo", algo, "--timesteps", str(steps), "--seed",
-                           str(seed), "--out", str(run), "--no-progress",
-                           *(["--set", *sets] if sets else []))
+            from simreal.robot.registry import list_robots
+
+        walk_eval = [f"eval.command={list(parse_command(command))}"] if robot in list_robots() and command else []
+        sets = walk_eval + list(sets)
+        proc = simreal("train", robot, "--algo", algo, "--timesteps", str(steps), "--seed",
+                           str(seed), "--out", str(run), "--no-progress", "--set", *sets) if sets else \
+            simreal("train", robot, "--algo", algo, "--timesteps", str(steps), "--seed",
+                    str(seed), "--out", str(run), "--no-progress")
         if proc.returncode != 0:
             raise SystemExit(f"training {robot}:{algo} failed (exit {proc.returncode})")
     from simreal.robot.registry import list_robots
@@ -85,18 +90,49 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+WALK_FRACTION, WALK_FALLS = 0.75, 0.05   # the walking bar: >= 3/4 of the commanded speed, < 5% falls
+
+
+def parse_command(text: str) -> tuple[float, float]:
+    """--command "vx=0.4[,yaw=W]" -> (vx, yaw)."""
+    values = dict(part.split("=", 1) for part in text.split(","))
+    return float(values.get("vx", 0.0)), float(values.get("yaw", 0.0))
+
+
+def time_to_walk(run: Path) -> tuple[float, int] | None:
+    """(wall s, timesteps) of the first periodic evaluation that met the walking bar, or None.
+    Needs a run that evaluated at a fixed command (`eval.command`, set from --command by main)."""
+    import csv
+
+    import yaml
+
+    path = run / "evaluations.csv"
+    command = (yaml.safe_load((run / "config.yaml").read_text()).get("eval") or {}).get("command")
+    if not path.is_file() or not command:
+        return None
+    bar = WALK_FRACTION * float(command[0])
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            v, falls = row.get("mean_forward_velocity", ""), row.get("fall_rate", "")
+            if v not in ("", "nan") and float(v) >= bar and float(falls) < WALK_FALLS:
+                return float(row["wall_time_s"]), int(row["timesteps"])
+    return None
+
+
 def table(runs_dir: Path) -> str:
-    lines = ["| robot | algorithm | timesteps | wall time | steps/s | eval return | command vx | forward v (m/s) "
-             "| tracking error (m/s) | fall rate | episode length | reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| robot | algorithm | timesteps | wall time | steps/s | time to walk | eval return | command vx "
+             "| forward v (m/s) | tracking error (m/s) | fall rate | episode length | reference |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     runs = sorted(p.parent for p in runs_dir.glob(f"*/{EVAL_FILE}") if (p.parent / "summary.json").is_file())
     for run in runs:
         s = json.loads((run / "summary.json").read_text())
         e = json.loads((run / EVAL_FILE).read_text())
         rate = s["timesteps"] / s["wall_time_s"] if s["wall_time_s"] else math.nan
+        walk = time_to_walk(run)
+        walked = f"{_hms(walk[0])} ({walk[1]:,})" if walk else "-"
         lines.append(
             f"| {s['robot']} | {s['algo'].upper()} | {s['timesteps']:,} | {_hms(s['wall_time_s'])} "
-            f"| {rate:,.0f} | {_fmt(e['mean_return'], ',.0f')} ± {_fmt(e['std_return'], ',.0f')} "
+            f"| {rate:,.0f} | {walked} | {_fmt(e['mean_return'], ',.0f')} ± {_fmt(e['std_return'], ',.0f')} "
             f"| {e['command'][0] if e.get('command') else '-'} "
             f"| {_fmt(e['mean_forward_velocity'])} | {_fmt(e['mean_tracking_error'])} "
             f"| {_fmt(e['fall_rate'], '.0%')} | {_fmt(e['mean_length'], '.0f')} "
@@ -113,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="config overrides for newly started runs")
     ap.add_argument("--bench-file", type=Path, default=BENCH)
+    ap.add_argument("--section", default=SECTION, help="BENCHMARKS.md section to write (default training)")
+    ap.add_argument("--title", default="Training", help="the section's heading")
     ap.add_argument("--note", default="", help="a sentence appended to the section (e.g. machine load)")
     ap.add_argument("--command", default="vx=0.4", metavar="vx=V,yaw=W",
                     help="fixed velocity command when evaluating simreal robots (default vx=0.4)")
@@ -122,21 +160,24 @@ def main(argv: list[str] | None = None) -> int:
         run_one(spec, args.runs_dir, args.set, args.episodes, args.checkpoint, args.command)
     body = table(args.runs_dir)
     shown = list(sys.argv[1:] if argv is None else argv)
-    if "--note" in shown:  # the note is printed below the table, not in the command line
-        i = shown.index("--note")
-        del shown[i:i + 2]
+    for flag in ("--note", "--title"):  # printed as text, not repeated in the command line
+        if flag in shown:
+            i = shown.index(flag)
+            del shown[i:i + 2]
     command = "python scripts/bench_training.py " + " ".join(shown)
     md = "\n".join([
-        "## Training", "", machine_line(command.strip()), "",
+        f"## {args.title}", "", machine_line(command.strip()), "",
         body, "",
         f"Evaluation: `simreal eval --episodes {args.episodes} --checkpoint {args.checkpoint}`, "
         "deterministic actions, randomization as in training; return is mean ± std over episodes. "
         "Simreal robots are evaluated at a fixed command (`--command`); Gymnasium ids have none. "
         "Steps/s counts the whole run (periodic evaluation and checkpoints included). "
+        "Time to walk: wall time (and timesteps) to the first periodic evaluation (at the fixed "
+        "`--command`) with forward v >= 3/4 of the command and under 5 % falls. "
         "Reference: the rl-baselines3-zoo benchmark for the same algorithm and task at 1M steps.",
         *(["", args.note] if args.note else []),
     ])
-    update_section(SECTION, md, args.bench_file)
+    update_section(args.section, md, args.bench_file)
     print(body)
     return 0
 

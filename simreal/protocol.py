@@ -26,6 +26,7 @@ from typing import ClassVar, Sequence, Union
 PROTOCOL_VERSION = 1
 MAX_PAYLOAD = 512                      # bytes; larger frames are refused on send, dropped on receive
 MAX_JOINTS = 32                        # fault_joints is a u32 bitmask
+MAX_GAIN_SCALE = 2.0                   # COMMAND kp/kd scales lie in [0, MAX_GAIN_SCALE]
 MAX_NAME = 32                          # bytes of UTF-8 per robot or joint name
 MAX_DETAIL = 200                       # bytes of UTF-8 in an ERROR detail string
 HEADER = struct.Struct("<BBHH")        # version, type, tag, payload length
@@ -158,8 +159,24 @@ class VersionMismatch(ProtocolError):
 
 
 class BadValue(ProtocolError):
-    """A field holds a value its type does not allow (flag byte not 0/1, bad UTF-8, too many joints...)."""
+    """A field holds a value its type does not allow (flag byte not 0/1, bad UTF-8...)."""
     counter = "bad_value"
+
+
+class TooManyJoints(BadValue):
+    """A per-joint array longer than MAX_JOINTS: a robot answers ERROR JOINT_COUNT, as for any
+    joint count other than its own."""
+
+
+def error_code_for(error: ProtocolError) -> "ErrorCode":
+    """The ERROR code a robot answers a CRC-valid but unusable request with (docs/protocol.md 5)."""
+    if isinstance(error, VersionMismatch):
+        return ErrorCode.VERSION
+    if isinstance(error, UnknownMessage):
+        return ErrorCode.UNKNOWN_TYPE
+    if isinstance(error, TooManyJoints):
+        return ErrorCode.JOINT_COUNT
+    return ErrorCode.BAD_REQUEST
 
 
 # --------------------------------------------------------------------------- COBS + CRC
@@ -225,7 +242,7 @@ def _need_at_least(msg_type: MsgType, payload: bytes, n: int) -> None:
 
 def _joint_count(msg_type: MsgType, n: int) -> int:
     if n > MAX_JOINTS:
-        raise BadValue(f"{msg_type.name} joint count {n} exceeds MAX_JOINTS={MAX_JOINTS}")
+        raise TooManyJoints(f"{msg_type.name} joint count {n} exceeds MAX_JOINTS={MAX_JOINTS}")
     return n
 
 
@@ -660,6 +677,9 @@ def decode_body(encoded: bytes) -> Frame:
     if len(encoded) > MAX_ENCODED:
         raise FrameTooLong(f"frame of {len(encoded)} encoded bytes exceeds MAX_ENCODED={MAX_ENCODED}")
     body = cobs_decode(encoded)
+    if len(body) > MAX_BODY:          # the encoding fits MAX_ENCODED only because the body has zeros
+        raise FrameTooLong(f"frame body of {len(body)} bytes exceeds MAX_BODY={MAX_BODY} "
+                           f"(payload above MAX_PAYLOAD={MAX_PAYLOAD})")
     if len(body) < HEADER.size + CRC.size:
         raise FramingError(f"frame of {len(body)} bytes is shorter than header + CRC "
                            f"({HEADER.size + CRC.size}): {body.hex(' ')}")

@@ -337,3 +337,23 @@ def test_train_then_export_end_to_end(tmp_path):
     parity = json.loads((out / "parity.json").read_text())
     assert parity["passed"] and parity["observations"] == 3000
     assert policy.contract.evaluation["episodes"] == 1
+
+
+def test_crossq_batch_renorm_is_folded_into_the_exported_layers(spec, tmp_path):
+    import torch
+    from sb3_contrib import CrossQ
+
+    venv = _vec_env()
+    model = CrossQ("MlpPolicy", venv, buffer_size=100, learning_starts=0, seed=0, device="cpu",
+                   policy_kwargs={"net_arch": [32, 32]})
+    rng = torch.Generator().manual_seed(0)
+    for m in model.actor.latent_pi:                      # running statistics far from the defaults
+        if type(m).__name__ == "BatchRenorm1d":
+            m.ra_mean.copy_(torch.randn(m.ra_mean.shape, generator=rng))
+            m.ra_var.copy_(torch.rand(m.ra_var.shape, generator=rng) * 3 + 0.2)
+            m.scale.data.copy_(torch.rand(m.scale.shape, generator=rng) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=rng) * 0.3)
+    want = _export_and_compare(deterministic_actor(model), Normalizer.from_vec_normalize(venv), spec,
+                               tmp_path / "b", lambda o: model.predict(venv.normalize_obs(o),
+                                                                       deterministic=True)[0])
+    assert np.abs(want).max() > 1e-3

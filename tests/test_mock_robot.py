@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import time
 
 import numpy as np
@@ -101,6 +102,20 @@ def test_watchdog_damps_then_turns_torque_off(mock):
         d.close()
 
 
+def test_replies_leave_in_the_order_the_requests_arrived(mock):
+    # A long STATE reply takes 1.3 ms on the wire at 1 Mbaud, a HEARTBEAT_ACK 0.1 ms: asked back to
+    # back, the short one must still come second (docs/protocol.md section 7).
+    requests = [P.GetState(), P.Heartbeat(), P.GetState(), P.Heartbeat(), P.Hello(), P.GetState()]
+    with serial.serial_for_url(mock.port, timeout=1.0) as port:
+        port.reset_input_buffer()
+        port.write(b"".join(P.encode(m, 40 + i) for i, m in enumerate(requests)))
+        got: list = []
+        decoder, t0 = P.FrameDecoder(), time.monotonic()
+        while len(got) < len(requests) and time.monotonic() - t0 < 5:
+            got += [f for f in decoder.feed(port.read(port.in_waiting or 1)) if isinstance(f, P.Frame)]
+    assert [f.tag for f in got] == [40 + i for i in range(len(requests))]
+
+
 def test_robot_side_protocol_errors(mock):
     with serial.serial_for_url(mock.port, timeout=1.0) as port:
         def ask(frame: bytes) -> list:
@@ -117,6 +132,8 @@ def test_robot_side_protocol_errors(mock):
             body = P.HEADER.pack(P.PROTOCOL_VERSION, msg_type, tag, len(payload)) + payload
             return b"\x00" + P.cobs_encode(body + P.CRC.pack(P.crc32(body))) + b"\x00"
 
+        (reply,) = ask(raw(P.MsgType.COMMAND, 16, struct.pack("<BB33f", 0, 33, *[0.0] * 33)))
+        assert reply.tag == 16 and reply.msg.code == P.ErrorCode.JOINT_COUNT     # 33 > MAX_JOINTS too
         (reply,) = ask(raw(P.MsgType.TORQUE, 14, b"\x01\x00"))          # TORQUE takes 1 byte
         assert reply.tag == 14 and reply.msg.code == P.ErrorCode.BAD_REQUEST
         (reply,) = ask(raw(0x30, 15, b""))

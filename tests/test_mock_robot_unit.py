@@ -201,8 +201,15 @@ def test_bad_requests_get_typed_errors():
     assert e.code == P.ErrorCode.BAD_REQUEST and "fr_knee" in e.detail
     e = ask(r, P.Command(tuple(QUAD.default_pose), (1.0,) * n, (-1.0,) * n))
     assert e.code == P.ErrorCode.BAD_REQUEST and "kd_scale" in e.detail
+    for scale in (2.5, 1e30):                   # gain scales lie in [0, MAX_GAIN_SCALE]
+        e = ask(r, P.Command(tuple(QUAD.default_pose), (scale,) * n, (1.0,) * n))
+        assert e.code == P.ErrorCode.BAD_REQUEST and "kp_scale" in e.detail
+    assert isinstance(ask(r, P.Command(tuple(QUAD.default_pose), (P.MAX_GAIN_SCALE,) * n, (0.0,) * n)), P.State)
     e = ask(r, P.State(0, 0, 0, 0, (), (), (1, 0, 0, 0), (0, 0, 0), (0, 0, 0)))
     assert e.code == P.ErrorCode.UNKNOWN_TYPE
+    assert isinstance(ask(r, P.Torque(True)), P.State)
+    e = r.handle(P.Frame(0, P.Torque(False)), 0.0)             # tag 0 is the robot's, never executed
+    assert e.code == P.ErrorCode.BAD_REQUEST and "tag 0" in e.detail and r.mode != "off"
     e = make(calibrated=False).handle(P.Frame(1, P.Torque(True)), 0.0)
     assert e.code == P.ErrorCode.REFUSED and "calibrated" in e.detail
 

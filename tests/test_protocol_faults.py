@@ -247,6 +247,18 @@ def test_a_well_formed_but_too_long_frame_is_refused():
         P.decode(frame)
 
 
+@pytest.mark.parametrize("extra", [1, 2])
+def test_a_payload_just_over_512_bytes_is_refused_even_when_its_encoding_fits(extra):
+    # 513-514 payload bytes with zeros every 200: COBS adds one byte per run, so the encoding
+    # stays within MAX_ENCODED (525); the body (523-524 bytes) is still over MAX_BODY (522).
+    payload = bytes((0 if i % 200 == 0 else 7) for i in range(P.MAX_PAYLOAD + extra))
+    frame = with_crc(P.HEADER.pack(1, P.MsgType.STATE, 1, len(payload)) + payload)
+    assert len(frame) - 2 <= P.MAX_ENCODED
+    with pytest.raises(P.FrameTooLong, match="MAX_BODY"):
+        P.decode(frame)
+    assert [type(x) for x in P.FrameDecoder().feed(frame + NEXT)] == [P.FrameTooLong, P.Frame]
+
+
 def test_unknown_type_and_other_version_are_typed():
     unknown = with_crc(P.HEADER.pack(1, 0x33, 9, 0))
     with pytest.raises(P.UnknownMessage) as exc:

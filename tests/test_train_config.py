@@ -78,7 +78,7 @@ def test_unknown_key_from_set_is_named(item, key):
     ("env.vec_env=threads", "env.vec_env"),
     ("policy.activation=swish", "policy.activation"),
     ("hyperparams.batch_size=100000", "exceeds the rollout size"),
-    ("policy.n_critics=3", "n_critics applies to sac only"),
+    ("policy.n_critics=3", "n_critics applies to sac and crossq only"),
 ])
 def test_bad_values_are_rejected_with_their_key(item, fragment):
     with pytest.raises(ConfigError) as e:

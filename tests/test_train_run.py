@@ -103,6 +103,19 @@ def test_sac_run_writes_every_file_and_the_replay_buffer(sac_run):
         assert int(z["pos"]) == 160 and z["observations"].shape == (160, 1, 3)
 
 
+def test_crossq_trains_checkpoints_and_resumes(tmp_path):
+    """--algo crossq (sb3-contrib): the run, its replay buffer and an exact resume, as for SAC."""
+    out = tmp_path / "run"
+    train(tiny("Pendulum-v1", "crossq", SAC_SET), out, progress=False)
+    check_run_dir(out, "crossq", 160)
+    summary = resume(out, timesteps=240, progress=False)
+    assert summary.timesteps == 240
+    ckpt = CheckpointStore(out / "checkpoints").latest_valid()
+    with np.load(ckpt.path / "replay_buffer.npz", allow_pickle=False) as z:
+        assert int(z["pos"]) == 240                       # the resumed run kept the first 160 rows
+    assert type(load_run(out).model).__name__ == "CrossQ"
+
+
 def _state(run: Path) -> dict:
     return json.loads((CheckpointStore(run / "checkpoints").latest_valid().path / "state.json").read_text())
 
@@ -151,6 +164,32 @@ def test_resume_continues_the_step_count_exactly(ppo_run, tmp_path):
     assert [int(r["timesteps"]) for r in rows(run / "evaluations.csv")] == [128, 256, 384]
     assert len(json.loads((run / "run.json").read_text())["sessions"]) == 2
     check_run_dir(run, "ppo", 384)
+
+
+def test_a_robot_run_on_the_batched_env_resumes_exactly(tmp_path):
+    """The default robot env (batched): a run stopped at a checkpoint continues its step count,
+    episode numbering and evaluations as a DummyVecEnv run does (the test above)."""
+    from simreal.train.config import load_resolved
+    from simreal.train.trainers import make_trainer
+
+    sets = ["torch_threads=1", "eval.episodes=1", "log.tensorboard_every=1", "n_envs=4",
+            "env.kwargs.episode_seconds=0.3", "hyperparams.n_steps=16", "hyperparams.batch_size=64",
+            "hyperparams.n_epochs=1", "policy.net_arch=[8,8]", "timesteps=128", "eval.every=64",
+            "checkpoint.every=64", "checkpoint.keep=10", "eval.command=[0.4,0.0]"]
+    run = tmp_path / "run"
+    train(tiny("quadruped", "ppo", sets), run, progress=False)
+    cfg = load_resolved(run / "config.yaml")
+    trainer = make_trainer(cfg, seed_offset=0)
+    assert type(trainer.venv.unwrapped).__name__ == "BatchedVecEnv"
+    trainer.close()
+    before = rows(run / "metrics.csv")
+    summary = resume(run, timesteps=192, progress=False)
+    assert summary.timesteps == 192 and _state(run)["num_timesteps"] == 192
+    after = rows(run / "metrics.csv")
+    assert after[: len(before)] == before and int(after[len(before)]["timesteps"]) > 128
+    assert [int(r["episode"]) for r in after] == list(range(1, len(after) + 1))
+    assert [int(r["timesteps"]) for r in rows(run / "evaluations.csv")] == [64, 128, 192]
+    check_run_dir(run, "ppo", 192)
 
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(ppo_run, tmp_path):

@@ -94,7 +94,7 @@ class LocomotionBatch:
         self._all = np.arange(n)
         threads = max(1, min(threads or os.cpu_count() or 1, n))
         self._slices = [s for s in np.array_split(self._all, threads) if len(s)]
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="physics") if threads > 1 else None
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="physics") if threads > 1 else None
 
     # --- physics on the workers ---------------------------------------------------------------
     def _physics(self, rows: np.ndarray) -> None:
@@ -110,11 +110,10 @@ class LocomotionBatch:
         self.qpos[i], self.qvel[i], self.sensordata[i], self.time[i] = d.qpos, d.qvel, d.sensordata, d.time
 
     def _step_physics(self) -> None:
-        if self._pool is None:
-            self._physics(self._all)
-        else:
-            for f in [self._pool.submit(self._physics, rows) for rows in self._slices]:
-                f.result()
+        futures = [self._pool.submit(self._physics, rows) for rows in self._slices[1:]] if self._pool else []
+        self._physics(self._slices[0])                     # this thread takes a slice too
+        for f in futures:
+            f.result()
 
     # --- randomness: the single env's blocks, per row ---------------------------------------------
     def _next_draws(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

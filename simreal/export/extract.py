@@ -1,7 +1,7 @@
 """Read the deterministic actor of a trained policy (a torch module) into an `MLP` of arrays.
 
 Supported: the modules `simreal.train.policy_module.deterministic_actor` returns for SB3 PPO and
-SAC, `simreal.algos` agents' `actor_module()`, and a plain nn.Sequential of Linear + activation
+SAC and sb3-contrib CrossQ (its batch renormalization folded into the Linear layers), `simreal.algos` agents' `actor_module()`, and a plain nn.Sequential of Linear + activation
 layers (normalized obs -> action). Anything else is refused by name rather than guessed at; the
 export's parity check (bundle.py) then compares the MLP with the torch module itself.
 """
@@ -41,16 +41,42 @@ def _flat(modules) -> list[nn.Module]:
     return out
 
 
+def _renorm_affine(m: nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
+    """Batch (re)normalization in eval mode as y = s * x + t, or None for other layers.
+    sb3-contrib's BatchRenorm1d (CrossQ) normalizes with its running averages ra_mean/ra_var."""
+    if type(m).__name__ != "BatchRenorm1d":
+        return None
+    mean, var = (getattr(m, k).detach().cpu().numpy().astype(np.float64) for k in ("ra_mean", "ra_var"))
+    s = 1.0 / np.sqrt(var + float(m.eps))
+    t = -mean * s
+    if m.affine:
+        g, b = (getattr(m, k).detach().cpu().numpy().astype(np.float64) for k in ("scale", "bias"))
+        s, t = g * s, g * t + b
+    return s, t
+
+
 def dense_layers(modules, where: str) -> list[Dense]:
-    """Linear [activation] Linear [activation] ... -> Dense layers."""
+    """Linear [activation] Linear [activation] ... -> Dense layers. A batch renormalization
+    (eval mode: an affine map) is folded into the Linear layer after it."""
     layers: list[Dense] = []
+    pending: tuple[np.ndarray, np.ndarray] | None = None
     for m in _flat(modules):
-        if isinstance(m, nn.Linear):
-            w = m.weight.detach().cpu().numpy().astype(np.float32)
-            b = (m.bias.detach().cpu().numpy() if m.bias is not None
-                 else np.zeros(m.out_features)).astype(np.float32)
-            layers.append(Dense(w, b, "identity"))
+        affine = _renorm_affine(m)
+        if affine is not None:
+            if pending is not None:
+                affine = (pending[0] * affine[0], pending[1] * affine[0] + affine[1])
+            pending = affine
             continue
+        if isinstance(m, nn.Linear):
+            w = m.weight.detach().cpu().numpy().astype(np.float64)
+            b = (m.bias.detach().cpu().numpy().astype(np.float64) if m.bias is not None
+                 else np.zeros(m.out_features))
+            if pending is not None:               # W (s x + t) + b = (W s) x + (W t + b)
+                w, b, pending = w * pending[0][None, :], w @ pending[1] + b, None
+            layers.append(Dense(w.astype(np.float32), b.astype(np.float32), "identity"))
+            continue
+        if pending is not None:
+            raise UnsupportedPolicy(f"{where}: a batch normalization must be followed by a Linear layer")
         act = _activation(m)
         if act is None:
             raise UnsupportedPolicy(f"{where}: layer {type(m).__name__} is not supported by the "
@@ -60,6 +86,8 @@ def dense_layers(modules, where: str) -> list[Dense]:
                                     f"Linear layer")
         last = layers[-1]
         layers[-1] = Dense(last.weight, last.bias, act[0], act[1])
+    if pending is not None:
+        raise UnsupportedPolicy(f"{where}: a batch normalization must be followed by a Linear layer")
     if not layers:
         raise UnsupportedPolicy(f"{where}: no Linear layers")
     return layers

@@ -77,7 +77,7 @@ class LoopbackPort:
         robot.tick(robot.clock)
         if robot.stalled or robot.disconnected:
             return                          # a stalled device reads nothing and answers nothing
-        robot.note_request(robot.clock)
+        robot.note_request(frame, robot.clock)
         reply = robot.handle(frame, robot.clock)
         if self.hook is not None:
             reply = self.hook(msg, reply)

@@ -172,8 +172,11 @@ class MockRobot:
             self._watchdog_off_at = math.inf
             self._set_mode("off")
 
-    def note_request(self, t: float) -> None:
-        """A valid request arrived at mock time t: it feeds the watchdog."""
+    def note_request(self, frame: P.Frame, t: float) -> None:
+        """A valid request arrived at mock time t: it feeds the watchdog (not with tag 0, which is
+        refused unexecuted)."""
+        if not frame.tag:
+            return
         self.last_rx = t
 
     def _watchdog_deadline(self) -> float:
@@ -270,6 +273,8 @@ class MockRobot:
         """Serve one valid request at mock time `now`; the reply message (never raises on bad input)."""
         m = frame.msg
         self.requests[m.TYPE.name] += 1
+        if frame.tag == 0:              # reserved for the robot's own frames: never executed
+            return P.Error(P.ErrorCode.BAD_REQUEST, m.TYPE, "tag 0 is reserved for unsolicited robot frames")
         if not isinstance(m, _REQUESTS):
             return P.Error(P.ErrorCode.UNKNOWN_TYPE, m.TYPE, f"{m.TYPE.name} is not a request")
         if isinstance(m, P.Hello):
@@ -293,14 +298,15 @@ class MockRobot:
             now = self.clock
         return self.state(now)
 
-    def _joint_array(self, req: P.Message, name: str, values: Sequence[float], *, nonneg: bool = False):
-        """(array, None) or (None, ERROR): length and finiteness checked, naming the joint."""
+    def _joint_array(self, req: P.Message, name: str, values: Sequence[float], *, gain: bool = False):
+        """(array, None) or (None, ERROR): length and finiteness (gain scales: the range
+        [0, MAX_GAIN_SCALE]) checked, naming the joint."""
         n = self.spec.n_joints
         if len(values) != n:
             return None, P.Error(P.ErrorCode.JOINT_COUNT, req.TYPE,
                                  f"{name} has {len(values)} joints, robot {self.spec.name} has {n}")
         a = np.asarray(values, dtype=np.float64)
-        bad = ~np.isfinite(a) | ((a < 0) if nonneg else False)
+        bad = ~np.isfinite(a) | (((a < 0) | (a > P.MAX_GAIN_SCALE)) if gain else False)
         if bad.any():
             j = int(np.argmax(bad))
             return None, P.Error(P.ErrorCode.BAD_REQUEST, req.TYPE,
@@ -313,10 +319,10 @@ class MockRobot:
             return err
         kp = kd = np.ones(len(q))
         if m.kp_scale is not None:
-            kp, err = self._joint_array(m, "kp_scale", m.kp_scale, nonneg=True)
+            kp, err = self._joint_array(m, "kp_scale", m.kp_scale, gain=True)
             if err:
                 return err
-            kd, err = self._joint_array(m, "kd_scale", m.kd_scale, nonneg=True)
+            kd, err = self._joint_array(m, "kd_scale", m.kd_scale, gain=True)
             if err:
                 return err
         if self.estop_latched:

@@ -50,6 +50,7 @@ class Server:
         self.writes: list[tuple[float, int, bytes]] = []   # (wall time due, seq, bytes)
         self._seq = itertools.count()
         self._last_due = 0.0
+        self._last_write = 0.0          # replies leave in the order their requests arrived
         self._was_stalled = False
         self.stop_reason = ""
         self.counters = collections.Counter()
@@ -183,11 +184,10 @@ class Server:
     def _received(self, item: P.Frame | P.ProtocolError, arrival: float) -> None:
         """Queue a request (or the ERROR a bad but CRC-valid frame earns); stay silent on damage."""
         if isinstance(item, P.Frame):
-            self.robot.note_request(arrival)
+            self.robot.note_request(item, arrival)
             tag, wire = item.tag, len(P.encode(item.msg, item.tag)) * self.byte_s
         elif item.tag is not None:      # the header passed its CRC: answer ERROR with the request's tag
-            code = {P.VersionMismatch: P.ErrorCode.VERSION, P.UnknownMessage: P.ErrorCode.UNKNOWN_TYPE}.get(
-                type(item), P.ErrorCode.BAD_REQUEST)
+            code = P.error_code_for(item)
             detail = f"this robot speaks protocol v{P.PROTOCOL_VERSION}" if code == P.ErrorCode.VERSION else str(item)
             tag, wire = item.tag, 0.0
             item = P.Error(code, item.msg_type, detail.encode()[:P.MAX_DETAIL].decode(errors="ignore"))
@@ -210,6 +210,7 @@ class Server:
         if isinstance(msg, P.Error):
             self.counters["errors_sent"] += 1
         due = time.monotonic() if self.lockstep else self.t0 + t + len(data) * self.byte_s
+        due = self._last_write = max(due, self._last_write)   # a short reply never overtakes a long one
         fault = self.schedule.draw(self.fault_rng)
         if fault:
             setattr(self.robot.injected, fault, getattr(self.robot.injected, fault) + 1)

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("robot", nargs="?", metavar="ROBOT",
                    help="robot folder in robots/ or a Gymnasium id such as Walker2d-v5")
-    p.add_argument("--algo", metavar="{ppo,sac,...}", help="ppo, sac, or one of simreal.algos")
+    p.add_argument("--algo", metavar="{ppo,sac,crossq,...}", help="ppo, sac, crossq (sb3-contrib), or one of simreal.algos")
     p.add_argument("--timesteps", type=_steps, metavar="N", help="total environment steps")
     p.add_argument("--seed", type=int, metavar="S")
     p.add_argument("--envs", type=int, metavar="K", help="parallel environments (n_envs)")

@@ -99,17 +99,16 @@ class PPOParams(AlgoParams):
         return _check_schedule(v)
 
 
-class SACParams(AlgoParams):
+class OffPolicyParams(AlgoParams):
+    """What SAC and CrossQ share: a replay buffer, entropy tuning, updates per env step."""
     learning_rate: float | str = 3e-4
     buffer_size: PositiveInt = 1_000_000
     learning_starts: NonNegativeInt = 100
     batch_size: PositiveInt = 256
-    tau: float = Field(0.005, gt=0, le=1)
     gamma: float = Field(0.99, gt=0, le=1)
     train_freq: PositiveInt = 1
     gradient_steps: int = Field(1, ge=-1)
     ent_coef: float | str = "auto"
-    target_update_interval: PositiveInt = 1
     target_entropy: float | Literal["auto"] = "auto"
     use_sde: bool = False
     sde_sample_freq: int = Field(-1, ge=-1)
@@ -141,12 +140,26 @@ class SACParams(AlgoParams):
         return x
 
 
+class SACParams(OffPolicyParams):
+    tau: float = Field(0.005, gt=0, le=1)
+    target_update_interval: PositiveInt = 1
+
+
+class CrossQParams(OffPolicyParams):
+    """sb3-contrib CrossQ (Bhatt et al., ICLR 2024): SAC without target networks, batch
+    renormalization in actor and critics, a wide critic; SAC-level returns at 1 update per step."""
+    learning_rate: float | str = 1e-3
+    policy_delay: PositiveInt = 3               # critic updates per actor update
+
+
+
+
 class FreeParams(AlgoParams):
     """Hyperparameters of an algorithm that validates its own (simreal.algos)."""
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-SB3_PARAMS: dict[str, type[AlgoParams]] = {"ppo": PPOParams, "sac": SACParams}
+SB3_PARAMS: dict[str, type[AlgoParams]] = {"ppo": PPOParams, "sac": SACParams, "crossq": CrossQParams}
 
 
 def own_algos() -> dict[str, type[AlgoParams]]:
@@ -194,7 +207,7 @@ class PolicyConfig(_Strict):
     activation: Literal["tanh", "relu", "elu", "leaky_relu"] | None = None
     log_std_init: float | None = None
     ortho_init: bool | None = None           # PPO only
-    n_critics: PositiveInt | None = None     # SAC only
+    n_critics: PositiveInt | None = None     # SAC and CrossQ only
 
 
 class EvalConfig(_Strict):
@@ -202,6 +215,7 @@ class EvalConfig(_Strict):
     episodes: PositiveInt = 5
     randomize: bool | None = None            # None: same as training
     deterministic: bool = True
+    command: tuple[float, float] | None = None   # robots: fixed (vx, yaw) for periodic evaluation
 
 
 class CheckpointConfig(_Strict):
@@ -249,10 +263,10 @@ class TrainConfig(_Strict):
         hp, pol = self.hyperparams, self.policy
         if self.algo != "ppo" and pol.ortho_init is not None:
             raise ValueError("policy.ortho_init applies to ppo only")
-        if self.algo != "sac" and pol.n_critics is not None:
-            raise ValueError("policy.n_critics applies to sac only")
+        if self.algo not in ("sac", "crossq") and pol.n_critics is not None:
+            raise ValueError("policy.n_critics applies to sac and crossq only")
         if isinstance(pol.net_arch, dict) and self.algo in SB3_PARAMS:
-            allowed = {"ppo": {"pi", "vf"}, "sac": {"pi", "qf"}}.get(self.algo, set(pol.net_arch))
+            allowed = {"ppo": {"pi", "vf"}, "sac": {"pi", "qf"}, "crossq": {"pi", "qf"}}.get(self.algo, set(pol.net_arch))
             bad = set(pol.net_arch) - allowed
             if bad:
                 raise ValueError(f"policy.net_arch: keys {sorted(bad)} not allowed for {self.algo} "
@@ -269,7 +283,7 @@ class TrainConfig(_Strict):
             from simreal.algos.common import parse_config  # noqa: PLC0415
 
             parse_config(api.ALGOS[self.algo].config_cls, hp.model_dump(), where="hyperparams")
-        if isinstance(hp, SACParams) and hp.batch_size > hp.buffer_size:
+        if isinstance(hp, OffPolicyParams) and hp.batch_size > hp.buffer_size:
             raise ValueError(f"hyperparams.batch_size ({hp.batch_size}) exceeds buffer_size "
                              f"({hp.buffer_size})")
         return self

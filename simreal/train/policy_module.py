@@ -59,7 +59,8 @@ class SACActor(nn.Module):
 
 
 def deterministic_actor(model) -> nn.Module:
-    """An eval-mode copy of the policy's deterministic path (SB3 PPO/SAC, or an agent of ours)."""
+    """An eval-mode copy of the policy's deterministic path (SB3 PPO/SAC, sb3-contrib CrossQ, or
+    an agent of ours)."""
     if hasattr(model, "actor_module"):          # simreal.algos agents build their own
         return model.actor_module().eval()
     space = model.action_space
@@ -67,7 +68,7 @@ def deterministic_actor(model) -> nn.Module:
     name = type(model).__name__
     if name == "PPO":
         module = PPOActor(model.policy, low, high)
-    elif name == "SAC":
+    elif name in ("SAC", "CrossQ"):            # CrossQ's actor: SAC's, with batch renormalization
         module = SACActor(model.actor, low, high)
     else:
         raise TypeError(f"no deterministic actor for {name}")

@@ -295,7 +295,8 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
                          trainer.scalar_writer())
         evals = EvalLog(paths.evaluations)
         eval_rand = cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize
-        eval_env = make_single(cfg.robot, eval_rand, eval_kwargs(cfg.env.kwargs))
+        fixed = {"command": list(cfg.eval.command)} if cfg.eval.command is not None else {}
+        eval_env = make_single(cfg.robot, eval_rand, eval_kwargs(cfg.env.kwargs) | fixed)
         title = f"{cfg.robot} · {cfg.algo} · seed {cfg.seed}"
         stop = StopFlag()
 

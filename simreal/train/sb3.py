@@ -1,4 +1,4 @@
-"""stable-baselines3 PPO/SAC: building a model from a TrainConfig and its checkpoint contents.
+"""stable-baselines3 PPO/SAC and sb3-contrib CrossQ: building a model from a TrainConfig and its checkpoint contents.
 
 What a checkpoint holds for an SB3 model (nothing here needs unpickling of arbitrary objects):
   policy.pt          {"state_dicts": {"policy": ...}, "variables": {"log_ent_coef": ...}}
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simreal.train.config import PPOParams, SACParams, TrainConfig, schedule
+from simreal.train.config import OffPolicyParams, PPOParams, TrainConfig, schedule
 from simreal.errors import UserError
 
 ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
@@ -23,6 +23,12 @@ BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "don
 
 
 def algo_class(algo: str):
+    if algo == "crossq":
+        try:
+            from sb3_contrib import CrossQ
+        except ImportError:
+            raise UserError("--algo crossq needs sb3-contrib: pip install 'simreal[train]'") from None
+        return CrossQ
     from stable_baselines3 import PPO, SAC
 
     return {"ppo": PPO, "sac": SAC}[algo]
@@ -51,7 +57,7 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 def build_model(cfg: TrainConfig, venv, *, for_inference: bool = False, seed: int | None = None):
     """A fresh PPO/SAC for `venv`; `for_inference` skips the replay buffer allocation."""
     kw = model_kwargs(cfg)
-    if for_inference and isinstance(cfg.hyperparams, SACParams):
+    if for_inference and isinstance(cfg.hyperparams, OffPolicyParams):
         kw["buffer_size"] = max(1, cfg.hyperparams.batch_size)
     return algo_class(cfg.algo)("MlpPolicy", venv, policy_kwargs=policy_kwargs(cfg),
                                 seed=cfg.seed if seed is None else seed, device=cfg.device,
