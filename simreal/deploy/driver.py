@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import errno
 import os
-import select
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_checkable
@@ -32,15 +30,13 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_ch
 import serial  # pyserial: light to import; keeps `simreal --help` fast
 
 from simreal import protocol as P
+from simreal.deploy.port import DriverError, write_all
+from simreal.deploy.transport import open_port
 
 Values = Union[Sequence[float], Mapping[str, float]]
 
 
 # --------------------------------------------------------------------------- errors
-
-class DriverError(Exception):
-    """Anything the link reports that the runtime must treat as a fault."""
-
 
 class LinkTimeout(DriverError):
     """No usable reply within the transaction budget, after all retries (or a write timed out)."""
@@ -56,14 +52,6 @@ class WriteTimeout(LinkTimeout):
 
 class LinkLost(DriverError):
     """The device went away (unplugged, mock killed, pty closed): no automatic resume."""
-
-
-class PortError(DriverError):
-    """The port could not be opened."""
-
-
-class PortBusy(PortError):
-    """Another process holds the port (exclusive access is advisory: only cooperating openers see it)."""
 
 
 class HandshakeError(DriverError):
@@ -126,7 +114,7 @@ class LinkCounters:
     retries: int = 0
     timeouts: int = 0             # attempts that ended without a usable reply
     failed: int = 0               # transactions that raised LinkTimeout
-    stale_replies: int = 0        # valid frames with another request's tag: dropped (F11)
+    stale_replies: int = 0        # valid frames answering nothing awaited (late, duplicate, reordered): dropped (F10, F11)
     unexpected: int = 0           # right tag but wrong type or joint count, or unsolicited (tag 0)
     device_faults: int = 0
     remote_errors: int = 0
@@ -258,30 +246,6 @@ class Driver(Protocol):
 
 # --------------------------------------------------------------------------- serial implementation
 
-def open_port(url: str, config: LinkConfig) -> Any:
-    """Open any pyserial URL; failures become PortBusy / PortError naming the port."""
-    try:
-        return serial.serial_for_url(url, baudrate=config.baudrate, timeout=config.timeout_s,
-                                     write_timeout=config.write_timeout_s, exclusive=config.exclusive)
-    except serial.SerialException as exc:
-        if getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "lock" in str(exc):
-            raise PortBusy(f"port {url} is in use by another process (another deploy, a serial console?): "
-                           "close it first") from exc
-        raise PortError(f"cannot open port {url}: {_why(exc)}") from exc
-    except (OSError, ValueError) as exc:
-        raise PortError(f"cannot open port {url}: {_why(exc)}") from exc
-
-
-def _why(exc: BaseException) -> str:
-    """The OS's reason ("No such file or directory") rather than pyserial's nested message."""
-    code = getattr(exc, "errno", None)
-    if not (isinstance(code, int) and code > 0):
-        return str(exc)
-    hint = {errno.ENOENT: " (is the robot connected? `simreal mock-robot` prints a mock's port)",
-            errno.EACCES: " (is your user in the port's group, e.g. dialout?)"}.get(code, "")
-    return os.strerror(code) + hint
-
-
 # After a damaged frame, wait this fraction of the attempt's timeout for the real reply before retrying.
 CORRUPT_GRACE = 0.25
 
@@ -296,11 +260,15 @@ class SerialDriver:
     opener(url, config) returns the port object; inject a fault wrapper there
     (simreal.deploy.transport.faulty_opener) to test the layers above. `rtt_s` keeps the round-trip
     times of the last `rtt_window` successful transactions (the read-latency histogram, faults.md T7).
+    `clock` is the monotonic time deadlines are kept on (a FakeClock's `now` in drills, whose port
+    then passes time on it when it waits); `first_tag` fixes the first request's tag (default: random),
+    so a drill can cross the wrap from 65535 to 1.
     """
 
     def __init__(self, url: str, *, joint_names: Sequence[str] | None = None,
                  robot_name: str | None = None, config: LinkConfig = LinkConfig(),
-                 opener: Callable[[str, LinkConfig], Any] = open_port, rtt_window: int = 4096):
+                 opener: Callable[[str, LinkConfig], Any] = open_port, rtt_window: int = 4096,
+                 clock: Callable[[], float] = time.monotonic, first_tag: int | None = None):
         self.url = url
         self.config = config
         self.expected_robot = robot_name
@@ -313,8 +281,9 @@ class SerialDriver:
         self._port: Any = None
         self._decoder = P.FrameDecoder()
         self.counters.decoder = self._decoder.stats
+        self._clock = clock
         # Start at a random tag so a reply still in flight from a previous session cannot match.
-        self._tag = int.from_bytes(os.urandom(2), "little")
+        self._tag = int.from_bytes(os.urandom(2), "little") if first_tag is None else first_tag - 1
 
     # ---- lifecycle
 
@@ -461,7 +430,7 @@ class SerialDriver:
             budget_s = cfg.budget_s if cfg.budget_s is not None else timeout_s * (retries + 1)
         if self._port is None:
             raise DriverError(f"{self.url}: not connected")
-        start = time.monotonic()
+        start = self._clock()
         end = start + budget_s
         seen = Seen()
         tags: list[int] = []                 # this transaction's attempts: a reply to any is its answer
@@ -473,7 +442,7 @@ class SerialDriver:
             frame = P.encode(msg, tag)       # may raise FrameTooLong/BadValue: caller error, nothing sent
             if not attempt:
                 self._flush()                # a retry keeps what arrived: the last attempt's reply may be in it
-            sent = time.monotonic()
+            sent = self._clock()
             first_sent = first_sent or sent
             self._write(frame)
             c.requests += 1
@@ -481,12 +450,12 @@ class SerialDriver:
             reply = self._await(tags, expect, min(sent + timeout_s, end), timeout_s * CORRUPT_GRACE, seen)
             if reply is not None:
                 c.transactions += 1
-                self.rtt_s.append(time.monotonic() - (sent if reply[0] == tag else first_sent))
+                self.rtt_s.append(self._clock() - (sent if reply[0] == tag else first_sent))
                 if reply[0] != tag:
                     c.late_accepted += 1
                 return reply[1]
             c.timeouts += 1
-            if time.monotonic() >= end:
+            if self._clock() >= end:
                 break
         c.failed += 1
         raise LinkTimeout(f"no valid {expect.TYPE.name} reply to {msg.TYPE.name} from {self.url} within "
@@ -513,22 +482,19 @@ class SerialDriver:
             seen.bytes_received += len(data)
             if len(seen.first_bytes) < 32:
                 seen.first_bytes += data[:32 - len(seen.first_bytes)]
-            for item in self._decoder.feed(data):
+            items = self._decoder.feed(data)
+            for i, item in enumerate(items):
                 if isinstance(item, P.VersionMismatch):
                     raise item
                 if isinstance(item, P.ProtocolError):
                     seen.note(type(item).__name__, str(item))
                     if not shortened:
-                        deadline, shortened = min(deadline, time.monotonic() + grace), True
+                        deadline, shortened = min(deadline, self._clock() + grace), True
                     continue
                 if item.tag not in tags:
-                    if item.tag == 0:          # unsolicited: the robot's own report, not an answer
-                        c.unexpected += 1
-                        seen.note("unsolicited frames", f"a {item.msg.TYPE.name} with tag 0")
-                    else:
-                        c.stale_replies += 1
-                        seen.note("stale replies", f"a {item.msg.TYPE.name} with tag {item.tag}, awaiting {tags[-1]}")
+                    self._drop(item, seen, tags[-1])
                     continue
+                self._drop_all(items[i + 1:])       # whatever came with the answer is not awaited (F10)
                 if isinstance(item.msg, P.Error):
                     c.remote_errors += 1
                     raise RemoteError(item.msg)
@@ -541,12 +507,29 @@ class SerialDriver:
                     return None
                 return item.tag, item.msg
 
+    def _drop(self, frame: P.Frame, seen: Seen | None = None, awaiting: int | None = None) -> None:
+        """Count a valid frame that answers nothing awaited: unsolicited (tag 0) or stale (F10, F11)."""
+        if frame.tag == 0:          # unsolicited: the robot's own report, not an answer
+            self.counters.unexpected += 1
+            what = ("unsolicited frames", f"a {frame.msg.TYPE.name} with tag 0")
+        else:                       # a late, duplicated or reordered reply
+            self.counters.stale_replies += 1
+            what = ("stale replies", f"a {frame.msg.TYPE.name} with tag {frame.tag}, awaiting {awaiting}")
+        if seen is not None:
+            seen.note(*what)
+
+    def _drop_all(self, items: list) -> None:
+        for item in items:          # damaged frames are already in the decoder's stats
+            if isinstance(item, P.Frame):
+                self._drop(item)
+
     def _flush(self) -> None:
         port = self._port
         try:
             waiting = port.in_waiting
-            if waiting:
+            if waiting:                 # read, not only discarded, so every dropped frame is counted
                 self.counters.bytes_flushed += waiting
+                self._drop_all(self._decoder.feed(port.read(waiting)))
             port.reset_input_buffer()
         except _LINK_IO_ERRORS as exc:
             self._lost(exc)
@@ -568,13 +551,13 @@ class SerialDriver:
         try:
             n = port.in_waiting
             if not n:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock()
                 if remaining <= 0:
                     return None
                 port.timeout = remaining
                 data = port.read(1)
                 if not data:
-                    return None if time.monotonic() >= deadline else b""
+                    return None if self._clock() >= deadline else b""
                 n = port.in_waiting
                 return data + port.read(n) if n else data
             return port.read(n)
@@ -584,41 +567,6 @@ class SerialDriver:
     def _lost(self, exc: BaseException) -> None:
         self.counters.link_lost += 1
         raise LinkLost(f"link to {self.url} lost: {exc}") from exc
-
-
-def write_all(port: Any, data: bytes, timeout_s: float) -> None:
-    """Write all of `data` within `timeout_s`, else raise serial.SerialTimeoutException.
-
-    On OS-level ports this writes to the (non-blocking) descriptor itself: pyserial's POSIX write
-    raises its write timeout even after every byte went out whenever the process was descheduled
-    for longer than the timeout, a false fault on a loaded machine. Other ports use port.write.
-    """
-    fd = _fd_of(port)
-    if fd is None:
-        port.write(data)
-        return
-    left = memoryview(data)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            left = left[os.write(fd, left):]
-        except BlockingIOError:
-            pass
-        if not left:
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
-            raise serial.SerialTimeoutException(f"{len(left)} of {len(data)} bytes unsent")
-
-
-def _fd_of(port: Any) -> int | None:
-    """The OS descriptor behind a pyserial port, or None (socket://, loop://, wrappers)."""
-    if not isinstance(port, serial.Serial):      # the platform's native class; URL handlers are not
-        return None
-    try:
-        return port.fileno()
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def _fault_text(url: str, state: P.State, names: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from simreal.deploy import safety as S
 from simreal.deploy.clock import Clock, MonotonicClock
-from simreal.deploy.driver import PortError
+from simreal.deploy.port import PortError
 from simreal import protocol as P
 from simreal.deploy.plan import DeployPlan, PolicyLike, RuntimeConfig, StartRefused, parse_command, plan_from_contract
 from simreal.deploy.runlog import RunLogWriter
