@@ -727,6 +727,12 @@ class DecoderStats:
     bad_value: int = 0
     bytes_discarded: int = 0      # bytes that were not part of a valid frame (delimiters excluded)
 
+    @property
+    def errors(self) -> int:
+        """Damaged or unusable frames, whatever the reason."""
+        return (self.crc_errors + self.framing_errors + self.too_long + self.bad_length + self.unknown_type
+                + self.version_mismatch + self.bad_value)
+
 
 class FrameDecoder:
     """Streaming decoder: feed() any chunking of the byte stream, get whole frames or typed errors.

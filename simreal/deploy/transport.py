@@ -117,8 +117,9 @@ def open_port(url: str, config: LinkConfig) -> Any:
 class FaultyPort:
     """Looks like a pyserial port to the driver: in_waiting, timeout, read, write, reset_input_buffer, close."""
 
-    def __init__(self, port: Any, plan: FaultPlan):
+    def __init__(self, port: Any, plan: FaultPlan, *, clock: Callable[[], float] = time.monotonic):
         self._port = port
+        self._clock = clock             # when held frames are due: a FakeClock's now() in drills
         self.plan = plan
         self._rng = random.Random(plan.seed)
         self._readable = bytearray()
@@ -140,9 +141,9 @@ class FaultyPort:
 
     def read(self, size: int = 1) -> bytes:
         """Up to `size` bytes, waiting at most `timeout` for the first one (short reads are allowed)."""
-        deadline = time.monotonic() + (self.timeout if self.timeout is not None else math.inf)
+        deadline = self._clock() + (self.timeout if self.timeout is not None else math.inf)
         while not self._readable:
-            now = time.monotonic()
+            now = self._clock()
             if now >= deadline:
                 return b""
             wait = deadline - now
@@ -160,6 +161,11 @@ class FaultyPort:
             return len(data)
         write_all(self._port, data, self._port.write_timeout)
         return len(data)
+
+    @property
+    def pending(self) -> int:
+        """Frames faulted into the future (late, reordered) that have not been delivered yet."""
+        return len(self._held) + len(self._behind)
 
     def reset_input_buffer(self) -> None:
         # Like tcflush: what the OS holds is gone; bytes still inside the adapter (held) arrive later.
@@ -188,7 +194,7 @@ class FaultyPort:
             data += port.read(n) if n else b""
         else:
             data = port.read(n) if n else b""
-        now = time.monotonic()
+        now = self._clock()
         if data and self.plan.frame_faults:
             data = self._frame_faults(data, now)
             self._check()
