@@ -3,11 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,75 +47,25 @@ def test_non_finite_values_are_logged_as_they_were(tmp_path):
     assert math.isnan(a[0]) and a[1] == math.inf
 
 
-CHILD = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {tests!r})
-    import numpy as np
-    from test_runtime import ScriptPolicy, contract_of, make_bench
-    from simreal.deploy.clock import FakeClock, MonotonicClock
-    from simreal.deploy.runlog import RunLogWriter
-    from simreal.deploy.runtime import Runtime
-    from simreal.deploy.plan import RuntimeConfig, plan_from_contract
-    from simreal.deploy.safety import SafetyConfig
-    from simreal.robot.observation import builder_for
-    from simreal.robot.spec import load_robot
-
-    spec = load_robot("quadruped")
-    clock = MonotonicClock(spin_s=0.0)
-    drv = make_bench(spec, FakeClock(), faults={faults!r}).driver     # the mock robot, in this process
-    log = RunLogWriter({log!r}, {{"robot": spec.name}})
-    event = log.event
-    def loud_event(kind, **kw):
-        event(kind, **kw)
-        print("event", kind, flush=True)
-    log.event = loud_event
-    rt = Runtime(drv, ScriptPolicy(spec), plan_from_contract(contract_of(spec), spec), builder_for(spec),
-                 RuntimeConfig(duration_s=60.0, soft_start_s=0.1, settle_s=0.0, damp_s=30.0, stop_timeout_s=60.0,
-                               handle_signals=False,
-                               safety=SafetyConfig(overrun_consecutive=10 ** 6, overrun_fraction=1.0)),
-                 log=log, clock=clock, on_cycle=lambda i, rec: print("cycle", i, flush=True))
-    rt.run()
-""")
-
-
 @pytest.mark.parametrize("when", ["mid_run", "during_safe_stop"])
 def test_p4_log_survives_sigkill(tmp_path, when):
     """SIGKILL while cycling, and while the safe stop is under way: every record written is readable.
 
-    The child runs in real time; overruns are not a fault here (a loaded test host must not turn the
-    tilt it is waiting for into an overrun stop)."""
-    path = tmp_path / "killed.jsonl"
-    from test_runtime import at_cycle
+    The child (simreal.faults.persistence.LOG_CHILD) runs in real time and reports each cycle and
+    event once its log call returned; `simreal faults` runs the same drill."""
+    from simreal.faults.persistence import log_kill
 
-    faults = f"tilt_at={at_cycle(38)}:90" if when == "during_safe_stop" else ""
-    code = CHILD.format(tests=str(ROOT / "tests"), log=str(path), faults=faults)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    last_cycle = -1
-    try:
-        for line in proc.stdout:
-            kind, _, what = line.strip().partition(" ")
-            if kind == "cycle":
-                last_cycle = int(what)
-            if when == "mid_run" and last_cycle >= 25:
-                break
-            if when == "during_safe_stop" and line.strip() == "event stopping":   # DAMP sent, waiting
-                break
-        else:
-            pytest.fail(f"child ended early: {proc.stderr.read()}")
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    path = tmp_path / "killed.jsonl"
+    k = log_kill(path, when, 38 if when == "during_safe_stop" else 25)
+    assert k.in_order and k.cycles_lost == 0 and k.events_lost == 0     # nothing reported done is lost
+    assert k.cycles_logged - k.cycles_reported <= 1                    # at most the cycle under way beyond it
     run = read_log(path)
-    ks = [c["k"] for c in run.cycles]
-    assert ks == list(range(len(ks))) and last_cycle in ks      # nothing reported done is lost
-    assert len(ks) - 1 - last_cycle <= 1                        # and at most the cycle under way is missing
     if when == "during_safe_stop":
         assert run.events_of("trip")[0]["cause"] == "tilt"
         assert run.events_of("stopping")[0]["cause"] == "tilt"   # fsync'ed before the kill
         assert not run.events_of("safe_stop") and run.summary is None
+    else:
+        assert k.cycles_reported >= 26 and not run.events_of("trip")
 
 
 # --------------------------------------------------------------------------- plots
