@@ -14,19 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from simreal.bundle.shipped import shipped_bundle
 from simreal.cliargs import positive_float
-from simreal.yamlfiles import search_dirs
-
-
-def shipped_bundle(robot: str = "quadruped") -> Path:
-    """assets/policies/<robot> in a checkout, else the copy inside the installed package."""
-    rel = Path("policies") / robot
-    dirs = search_dirs(None, "assets", "simreal._assets")
-    for d in dirs:
-        if (d / rel / "policy.json").is_file():
-            return d / rel
-    raise FileNotFoundError(f"no shipped {robot} bundle (looked in {', '.join(str(d / rel) for d in dirs)}); "
-                            f"run `simreal demo --robot {robot} --train-first`")
 
 
 def train_and_export(robot: str, timesteps: str, out_root: Path, say) -> Path:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from simreal import protocol as P
 from simreal.faults import codec, stops

@@ -23,7 +23,7 @@ from simreal.deploy.session import deploy
 
 mock_robot = pytest.importorskip("simreal.mock.process")
 try:
-    from simreal.demo import shipped_bundle
+    from simreal.bundle.shipped import shipped_bundle
     SHIPPED = shipped_bundle()
 except FileNotFoundError:
     SHIPPED = None

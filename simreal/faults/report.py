@@ -15,13 +15,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from simreal.faults.bench import T
+from simreal.faults.hostkill import DAMP_S, WATCHDOG_MS
+
 # Counts: (quick, full).
 COUNTS = {"codec_scale": (0.02, 1.0), "link": (500, 10_000), "slow": (300, 10_000), "stop_trials": (3, 20),
-          "log_kills": (2, 20), "train_kills": (2, 100)}
+          "log_kills": (2, 20), "train_kills": (2, 100), "host_kills": (1, 5)}
 
 
 def run_all(quick: bool = False, seed: int = 0, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    from simreal.faults import codec, link, persistence, stops
+    from simreal.faults import codec, hostkill, link, persistence, stops
 
     n = {k: v[0] if quick else v[1] for k, v in COUNTS.items()}
     out: dict[str, Any] = {"quick": quick, "seed": seed, "counts": n, "seconds": {}}
@@ -41,6 +44,7 @@ def run_all(quick: bool = False, seed: int = 0, progress: Callable[[str], None] 
     with tempfile.TemporaryDirectory(prefix="simreal-faults-") as tmp:
         out["log_kills"] = timed("log kills", lambda: persistence.log_kills(n["log_kills"], Path(tmp), seed))
         out["train_kills"] = timed("train kills", lambda: persistence.train_kills(n["train_kills"], Path(tmp), seed))
+        out["host_kills"] = timed("host kills", lambda: hostkill.host_kills(n["host_kills"], Path(tmp), seed))
     out["targets"] = targets(out)
     return _plain(out)
 
@@ -70,8 +74,9 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     confirmable = [s for s in stops_ if s.confirmable]
     safe_max = max((s.safe_ms.get("max", math.inf) for s in confirmable), default=math.inf)
     off_max = max((s.off_ms.get("max", math.inf) for s in confirmable), default=math.inf)
-    lk, tk = r["log_kills"], r["train_kills"]
+    lk, tk, hk = r["log_kills"], r["train_kills"], r["host_kills"]
     lost_events = sum(k.events_lost + k.cycles_lost for k in lk)
+    hk_off = [k.off_ms for k in hk if k.off_ms is not None]
     return [
         _t(f"0 false accepts over >= 10^6 mutated frames (here {mutants:,})", f"{false} false, {untyped} untyped",
            false == 0 and untyped == 0, mutants >= 10**6),
@@ -95,6 +100,11 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
            f"{tk.corrupted_latest} corrupted, {tk.landed_in_save} kills inside a save, "
            f"{tk.resumes_failed} resumes failed, final resume exit {tk.final_exit}",
            tk.corrupted_latest == 0 and tk.resumes_failed == 0 and tk.final_exit == 0, tk.kills >= 100),
+        _t(f"C9 SIGKILL of the host: the robot's watchdog damps, then cuts torque (here {len(hk)} kills, "
+           f"watchdog {WATCHDOG_MS} ms + damp {DAMP_S * 1e3:g} ms)",
+           f"torque off {min(hk_off, default=math.nan):g}-{max(hk_off, default=math.nan):g} ms after the kill",
+           len(hk_off) == len(hk) and all(k.watchdog_trips == 1 for k in hk)
+           and max(hk_off) <= WATCHDOG_MS + DAMP_S * 1e3 + 2 * T * 1e3),
         _t("no non-finite value reaches a motor command", f"{sum(s.non_finite_commands for s in stops_)} commands",
            sum(s.non_finite_commands for s in stops_) == 0),
     ]
@@ -154,7 +164,11 @@ def format_text(r: dict[str, Any]) -> str:
     tk = r["train_kills"]
     lines += [f"P1 SIGKILL of `simreal train` during a checkpoint save: {tk['kills']} kills, {tk['landed_in_save']} "
               f"inside a save, {tk['corrupted_latest']} corrupted latest, {tk['resumes_failed']} resumes failed, "
-              f"final resume exit {tk['final_exit']}", "", "| target | measured | met |", "|---|---|---|"]
+              f"final resume exit {tk['final_exit']}"]
+    for k in r["host_kills"]:
+        lines.append(f"C9 SIGKILL of a real-time deploy at cycle {k['killed_at_cycle']}: the robot's watchdog "
+                     f"damped {k['damp_ms']} ms and cut torque {k['off_ms']} ms after the kill")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
     for t in r["targets"]:
         met = "yes" if t["met"] else "NO"
         if t["met"] and not t["full_count"]:

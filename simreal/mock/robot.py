@@ -124,6 +124,7 @@ class MockRobot:
         self.fallen = self._is_fallen()
         self.falls = 0
         self.watchdog_trips = 0
+        self.watchdog_log: list[tuple[float, str]] = []   # (mock time, "damp" | "off"): what the watchdog did
         self.requests: collections.Counter[str] = collections.Counter()
         self._events: list[tuple[float, int, Callable[[TimedFault, float], None], TimedFault]] = []
         self._build_events(schedule)
@@ -167,8 +168,10 @@ class MockRobot:
             self.watchdog_tripped = True
             self.watchdog_trips += 1
             self._set_mode("damp")
+            self.watchdog_log.append((t, "damp"))
             self._watchdog_off_at = t + self.options.watchdog_damp_s
         if self._watchdog_off_at <= t:
+            self.watchdog_log.append((t, "off"))
             self._watchdog_off_at = math.inf
             self._set_mode("off")
 

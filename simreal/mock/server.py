@@ -247,6 +247,8 @@ class Server:
             "rx_decoder": dataclasses.asdict(self.decoder.stats),
             "injected": dataclasses.asdict(r.injected), "faults": self.schedule.text,
             "watchdog_trips": r.watchdog_trips, "falls": r.falls,
+            "watchdog": [{"t": round(t, 6), "mode": m} for t, m in r.watchdog_log],
+            "t0_monotonic": self.t0,      # mock time t is time.monotonic() == t0_monotonic + t (real time)
             "final": {"base_pos": sim.base_pos().round(5).tolist(),
                       "base_lin_vel": sim.base_lin_vel_world().round(5).tolist(),
                       "tilt_deg": round(math.degrees(sim.tilt()), 3), "fallen": r.fallen,
