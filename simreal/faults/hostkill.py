@@ -11,7 +11,6 @@ host cannot do better once it is dead, which is why the watchdog is part of the 
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -41,13 +40,13 @@ class HostKill:
 
 def host_kill(workdir: Path, seed: int = 0, policy_cycles: int = 25, timeout_s: float = 120.0) -> HostKill:
     from simreal.bundle.shipped import shipped_bundle
+    from simreal.faults.persistence import child_env
     from simreal.mock.process import spawn
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     log = Path(workdir) / f"c9-{seed}.jsonl"
     with spawn("quadruped", gap="nominal", seed=seed, watchdog_ms=WATCHDOG_MS) as mock:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, str(shipped_bundle("quadruped")), mock.port, str(log)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
         cycle, policy = -1, 0
         deadline = time.monotonic() + timeout_s
         try:

@@ -49,7 +49,8 @@ rt.run()
 """
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment for a drill's child process: this checkout's simreal first on the path."""
     root = str(Path(__file__).resolve().parents[2])
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
@@ -73,7 +74,7 @@ def log_kill(path: Path, when: str, at: int, timeout_s: float = 120.0) -> LogKil
 
     faults = f"tilt_at={at_cycle(at)}:90" if when == "during_safe_stop" else ""
     proc = subprocess.Popen([sys.executable, "-c", LOG_CHILD, str(path), faults], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+                            stderr=subprocess.PIPE, text=True, env=child_env())
     cycles: list[int] = []
     events: list[str] = []
     deadline = time.monotonic() + timeout_s
@@ -132,7 +133,7 @@ TRAIN = ["CartPole-v1", "--algo", "ppo", "--no-progress", "--set", "checkpoint.e
 
 def _train(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "simreal.cli", "train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+                            stderr=subprocess.PIPE, text=True, env=child_env())
 
 
 def _kill_in_save(proc: subprocess.Popen, ckpts: Path, rng: random.Random, timeout_s: float) -> tuple[bool, bool]:

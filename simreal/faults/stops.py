@@ -27,6 +27,7 @@ import numpy as np
 
 from simreal import protocol as P
 from simreal.deploy import safety as S
+from simreal.deploy.clock import FakeClock
 from simreal.faults.bench import RTT_S, T, at_cycle, make_runtime
 
 N_PRE = 15          # soft start (0.2 s) + settle (0.1 s) at 50 Hz: the runtime cycles before the policy
@@ -100,16 +101,13 @@ class Trial:
 
 def trial(spec: Any, drill: Drill, c: int) -> Trial:
     """One run with the fault injected at runtime cycle c."""
-    replies: list[tuple[float, str, P.Message]] = []
-    clock_box: list = []
+    replies: list[tuple[float, str, P.Message]] = []      # (reply time, request type, reply)
+    clock = FakeClock(100.0)
 
     def hook(request: P.Message, reply: P.Message) -> P.Message:
-        replies.append((clock_box[0].now(), request.TYPE.name, reply))
+        replies.append((clock.now(), request.TYPE.name, reply))
         return reply
 
-    from simreal.deploy.clock import FakeClock
-    clock = FakeClock(100.0)
-    clock_box.append(clock)
     rt, bench, _pol, _ = make_runtime(spec, clock=clock, hook=hook, duration=1.0, **drill.setup(c, spec.n_joints))
     try:
         s = rt.run()
