@@ -164,7 +164,7 @@ class FaultyPort:
 
     @property
     def pending(self) -> int:
-        """Frames faulted into the future (late, reordered) that have not been delivered yet."""
+        """What has not been delivered yet: late and reordered frames, and chunks `latency_s` holds."""
         return len(self._held) + len(self._behind)
 
     def reset_input_buffer(self) -> None:

@@ -115,23 +115,25 @@ def drill(fault: str, rate: float, n: int, *, seed: int = 0, first_tag: int | No
     port = FaultyPort(LoopbackPort(robot, hook=record, wait=clock.advance), plan, clock=clock.now)
     d = SerialDriver(f"fault-drill:{fault}", config=link_config(spec.serial, nj, 0.4 * period),
                      opener=lambda url, cfg: port, clock=clock.now, first_tag=first_tag)
-    d.handshake()
-    inj0, c0 = collections.Counter(port.injected), _flat(d)
-    ok = wrong = failed = 0
-    for i in range(n):
-        clock.sleep_until(i * period)
-        cycle[0] = i
-        try:
-            state = d.send_command(targets(i, nj), [1.0] * nj, [1.0] * nj)
-        except LinkTimeout:
-            failed += 1
-            continue
-        except DeviceFault as exc:             # a lockstep mock with no faults scheduled never sends one
-            raise RuntimeError(f"link drill {fault}: unexpected device fault: {exc}") from exc
-        ok += 1
-        wrong += state not in replies.pop(i, [])
-        replies.pop(i - 1, None)
-    d.close()
+    try:
+        d.handshake()
+        inj0, c0 = collections.Counter(port.injected), _flat(d)
+        ok = wrong = failed = 0
+        for i in range(n):
+            clock.sleep_until(i * period)
+            cycle[0] = i
+            try:
+                state = d.send_command(targets(i, nj), [1.0] * nj, [1.0] * nj)
+            except LinkTimeout:
+                failed += 1
+                continue
+            except DeviceFault as exc:         # a lockstep mock with no faults scheduled never sends one
+                raise RuntimeError(f"link drill {fault}: unexpected device fault: {exc}") from exc
+            ok += 1
+            wrong += state not in replies.pop(i, [])
+            replies.pop(i - 1, None)
+    finally:
+        d.close()
     inj = {k: v - inj0[k] for k, v in port.injected.items() if v - inj0[k]}
     c = {k: v - c0[k] for k, v in _flat(d).items()}
     inj_all = collections.defaultdict(int, inj)
