@@ -4,7 +4,6 @@ The link drills' exact identities are tests/test_link_drills.py; the P4 kill is 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -78,10 +77,11 @@ def test_simreal_faults_quick_meets_every_target_and_reports_json():
     r = json.loads(p.stdout)
     assert r["quick"] and all(t["met"] for t in r["targets"]), r["targets"]
     assert sum(c["mutants"] for c in r["codec"]) > 30_000
-    assert all(x["passed"] for x in r["link"]) and r["slow"]["failed"] == 0
+    assert all(x["passed"] for x in r["link"]) and r["slow_link"]["failed"] == 0
+    assert r["slow"] is None                                        # real time: only the full run
     assert r["train_kills"]["kills"] == 2 and r["train_kills"]["corrupted_latest"] == 0
     assert r["train_kills"]["landed_in_save"] >= 1                   # the kills really hit a save
-    assert not math.isnan(r["slow"]["rtt_p50_s"])
+    assert r["slow_link"]["rtt_p50_s"] >= 0.5 * r["slow_link"]["timeout_s"]
 
 
 def test_simreal_faults_bad_seed_is_one_line_exit_2():

@@ -58,6 +58,7 @@ class FaultPlan:
     reorder: float = 0.0           # held back until the next frame has been delivered
     late: float = 0.0              # held back late_s seconds
     late_s: float = 0.02
+    late_jitter_s: float = 0.0     # a late frame is held late_s + U(0, late_jitter_s)
     # the device goes away: after this many received frames (-1: never)
     stall_after: int = -1          # nothing more arrives; writes still go out
     disconnect_after: int = -1     # every operation fails as a vanished device does (EIO)
@@ -72,8 +73,8 @@ class FaultPlan:
                 raise ValueError(f"FaultPlan.{name} must be in [0, 1], got {getattr(self, name)}")
         if sum(getattr(self, n) for n in FRAME_FAULTS) > 1.0 + 1e-12:
             raise ValueError("FaultPlan frame fault rates (" + ", ".join(FRAME_FAULTS) + ") must sum to <= 1")
-        if self.garbage_max < 1 or self.latency_s < 0 or self.late_s < 0:
-            raise ValueError("FaultPlan.garbage_max must be >= 1, latency_s and late_s >= 0")
+        if self.garbage_max < 1 or self.latency_s < 0 or self.late_s < 0 or self.late_jitter_s < 0:
+            raise ValueError("FaultPlan.garbage_max must be >= 1, latency_s, late_s and late_jitter_s >= 0")
 
     @property
     def frame_faults(self) -> bool:
@@ -253,7 +254,8 @@ class FaultyPort:
                 self.injected["frames_reordered"] += 1
                 continue
             elif fault == "late":
-                self._hold(frame, now, plan.late_s, quantized=False)
+                delay = plan.late_s + (rng.uniform(0.0, plan.late_jitter_s) if plan.late_jitter_s else 0.0)
+                self._hold(frame, now, delay, quantized=False)
                 self.injected["frames_late"] += 1
                 continue
             out += frame

@@ -5,8 +5,9 @@
 control period, with the link timing a deploy uses (session.link_config). Each injected fault
 must show up in the driver's counters as one known loss (IDENTITIES), and every accepted state
 must be a reply the robot encoded for that same cycle ("wrong" counts the others: stale data
-accepted). `slow_device` is the real-time counterpart: a mock process answering at 50-95% of
-the attempt timeout, where no transaction may fail.
+accepted). T3 runs twice: `slow_link` holds every reply 50-95% of the attempt timeout on that
+FakeClock (exact: no retry, no failure), and `slow_device` is a real-time mock process answering
+that slowly, whose figure includes the host's scheduling.
 """
 from __future__ import annotations
 
@@ -90,17 +91,38 @@ IDENTITIES: dict[str, tuple[str, Identity]] = {
 
 def drill(fault: str, rate: float, n: int, *, seed: int = 0, first_tag: int | None = None) -> LinkRun:
     """n control cycles with one fault class at `rate`; counts after the (faulted) handshake."""
+    plan_field, identity = IDENTITIES[fault]
+    kwargs = {"late_s": LATE_S} if fault == "late" else {}
+    r = _lockstep(FaultPlan(seed=seed, **{plan_field: rate}, **kwargs), n, seed=seed, first_tag=first_tag,
+                  name=f"fault-drill:{fault}")
+    inj_all = collections.defaultdict(int, r.injected)
+    return LinkRun(fault, rate, n, r.ok, r.wrong, r.failed, r.injected, r.counters, r.pending,
+                   tuple(identity(inj_all, r.counters, r.pending)))
+
+
+@dataclass(frozen=True)
+class _Cycles:
+    ok: int
+    wrong: int
+    failed: int
+    injected: dict[str, int]
+    counters: dict[str, int]
+    pending: int
+    timeout_s: float
+    rtt_s: list[float]
+
+
+def _lockstep(plan: FaultPlan, n: int, *, seed: int, first_tag: int | None, name: str) -> _Cycles:
+    """n COMMAND cycles to the lockstep quadruped mock through a FaultyPort(plan) on a FakeClock."""
     from simreal.mock.gap import load_gap
     from simreal.mock.faults import parse_faults
     from simreal.mock.loopback import LoopbackPort
     from simreal.mock.robot import MockRobot, RobotOptions
     from simreal.robot.spec import load_robot
 
-    plan_field, identity = IDENTITIES[fault]
-    kwargs = {"late_s": LATE_S} if fault == "late" else {}
-    plan = FaultPlan(seed=seed, **{plan_field: rate}, **kwargs)
     spec = load_robot(ROBOT)
     period, nj = spec.control.period, spec.n_joints
+    link = link_config(spec.serial, nj, 0.4 * period)
     clock = FakeClock()
     replies: dict[int, list[P.State]] = collections.defaultdict(list)
     cycle = [-1]
@@ -113,11 +135,10 @@ def drill(fault: str, rate: float, n: int, *, seed: int = 0, first_tag: int | No
     robot = MockRobot(spec, load_gap("nominal")[1], parse_faults(None), seed=seed,
                       options=RobotOptions(watchdog_s=0.0, lockstep=True))
     port = FaultyPort(LoopbackPort(robot, hook=record, wait=clock.advance), plan, clock=clock.now)
-    d = SerialDriver(f"fault-drill:{fault}", config=link_config(spec.serial, nj, 0.4 * period),
-                     opener=lambda url, cfg: port, clock=clock.now, first_tag=first_tag)
+    d = SerialDriver(name, config=link, opener=lambda url, cfg: port, clock=clock.now, first_tag=first_tag)
     try:
         d.handshake()
-        inj0, c0 = collections.Counter(port.injected), _flat(d)
+        inj0, c0, rtt0 = collections.Counter(port.injected), _flat(d), len(d.rtt_s)
         ok = wrong = failed = 0
         for i in range(n):
             clock.sleep_until(i * period)
@@ -128,7 +149,7 @@ def drill(fault: str, rate: float, n: int, *, seed: int = 0, first_tag: int | No
                 failed += 1
                 continue
             except DeviceFault as exc:         # a lockstep mock with no faults scheduled never sends one
-                raise RuntimeError(f"link drill {fault}: unexpected device fault: {exc}") from exc
+                raise RuntimeError(f"link drill {name}: unexpected device fault: {exc}") from exc
             ok += 1
             wrong += state not in replies.pop(i, [])
             replies.pop(i - 1, None)
@@ -136,9 +157,7 @@ def drill(fault: str, rate: float, n: int, *, seed: int = 0, first_tag: int | No
         d.close()
     inj = {k: v - inj0[k] for k, v in port.injected.items() if v - inj0[k]}
     c = {k: v - c0[k] for k, v in _flat(d).items()}
-    inj_all = collections.defaultdict(int, inj)
-    return LinkRun(fault, rate, n, ok, wrong, failed, inj, c, port.pending,
-                   tuple(identity(inj_all, c, port.pending)))
+    return _Cycles(ok, wrong, failed, inj, c, port.pending, link.timeout_s, list(d.rtt_s)[rtt0:])
 
 
 def _flat(d: SerialDriver) -> dict[str, int]:
@@ -156,6 +175,24 @@ class SlowRun:
     rtt_max_s: float
     retries: int
     late_accepted: int
+
+
+def slow_link(n: int, seed: int = 0) -> SlowRun:
+    """T3 on the FakeClock: every reply to n COMMANDs is held 50-95% of the deploy's attempt timeout.
+
+    Exact (no host scheduling in it): a reply inside the timeout is taken on its first attempt, so
+    a single retry or failure is a timing bug in the driver. `slow_device` is the real-time run."""
+    from simreal.robot.spec import load_robot
+
+    spec = load_robot(ROBOT)
+    timeout = link_config(spec.serial, spec.n_joints, 0.4 * spec.control.period).timeout_s
+    plan = FaultPlan(seed=seed, late=1.0, late_s=0.5 * timeout, late_jitter_s=0.45 * timeout)
+    r = _lockstep(plan, n, seed=seed, first_tag=None, name="fault-drill:slow")
+    if r.wrong:
+        raise RuntimeError(f"slow link drill: {r.wrong} replies accepted from another cycle")
+    rtt = sorted(r.rtt_s)
+    return SlowRun(n, r.failed, r.timeout_s, rtt[len(rtt) // 2], rtt[-1], r.counters["retries"],
+                   r.counters["late_accepted"])
 
 
 def slow_device(n: int, seed: int = 0) -> SlowRun:
