@@ -102,7 +102,7 @@ def test_randomization_is_applied_to_the_model():
     assert m.geom_friction[env.sim.foot_geoms[0], 0] == pytest.approx(info["randomization"]["friction"])
     np.testing.assert_allclose(env.sim.servo.kp, env.spec_robot.servo.kp * np.array(info["randomization"]["kp_scale"]))
     np.testing.assert_allclose(m.actuator_gainprm[env.sim.act_idx, 0], env.sim.servo.kp)
-    assert len(env._action_queue) == info["randomization"]["action_latency"] + 1
+    assert len(env._target_queue) == info["randomization"]["action_latency"] + 1
 
 
 def test_no_randomize_is_nominal_and_deterministic():

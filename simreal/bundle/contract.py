@@ -76,6 +76,12 @@ class ObservationModel(_Strict):
     terms: list[ObsTermModel] = Field(min_length=1)
 
 
+class ActionPipelineModel(_Strict):
+    """simreal.robot.action.ActionPipeline as trained: the runtime must apply the same change limit."""
+    kind: str
+    max_step: float = Field(gt=0)           # rad per control cycle (max_target_rate * control_period)
+
+
 class ServoModel(_Strict):
     kp: float = Field(gt=0)                 # N*m/rad
     kd: float = Field(ge=0)                 # N*m*s/rad
@@ -168,6 +174,8 @@ class Contract(_Strict):
     action_scale: float = Field(gt=0)        # rad per unit action
     control_period: float = Field(gt=0)      # s
     max_target_rate: float = Field(gt=0)     # rad/s, robot.yaml control.max_target_rate
+    action_pipeline: ActionPipelineModel | None = None   # None: trained before the env applied the
+                                                         # runtime's change limit (deploy refuses it)
     servo: ServoModel
     command_vx: tuple[float, float]          # m/s, the command range it was trained on
     command_yaw: tuple[float, float]         # rad/s
@@ -281,6 +289,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
 # ---- the robot side ------------------------------------------------------------------------------
 def robot_fields(spec) -> dict[str, Any]:
     """The contract fields that come from a RobotSpec (what check_against_spec compares)."""
+    from simreal.robot.action import ActionPipeline
     from simreal.robot.observation import layout_for
 
     layout = layout_for(spec)
@@ -292,6 +301,7 @@ def robot_fields(spec) -> dict[str, Any]:
         "action_scale": float(spec.control.action_scale),
         "control_period": float(spec.control.period),
         "max_target_rate": float(spec.control.max_target_rate),
+        "action_pipeline": ActionPipeline.for_robot(spec).to_contract(),
         "servo": {"kp": s.kp, "kd": s.kd, "torque_limit": s.torque_limit,
                   "velocity_limit": s.velocity_limit},
         "command_vx": list(spec.task.command_vx), "command_yaw": list(spec.task.command_yaw),

@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask before turning torque on (real robots)")
     p.add_argument("--allow-hash-mismatch", action="store_true",
                    help="accept a bundle whose robot files changed since training")
+    p.add_argument("--allow-pipeline-mismatch", action="store_true",
+                   help="run a bundle trained with another per-cycle target change limit (or none)")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "numpy"], default="auto")
     p.add_argument("--expect-sha256", metavar="HEX",
                    help="refuse the bundle unless its policy.json has this sha256 (`simreal export --check` prints it)")
@@ -136,7 +138,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         summary, _ = deploy(args.bundle, args.port, duration_s=args.duration or None, rate_hz=args.rate,
                             log_path=args.log, command=args.command,
                             command_stream=sys.stdin if args.command_stream else None, config=cfg,
-                            allow_hash_mismatch=args.allow_hash_mismatch, backend=args.backend,
+                            allow_hash_mismatch=args.allow_hash_mismatch,
+                            allow_pipeline_mismatch=args.allow_pipeline_mismatch, backend=args.backend,
                             expect_sha256=args.expect_sha256, realtime=args.realtime,
                             confirm=(lambda info: True) if args.yes else _confirm,
                             notify=lambda s: print(s, file=sys.stderr))

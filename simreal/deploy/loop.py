@@ -114,8 +114,10 @@ def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: f
         rec["sent"] = filt.sent
         if filt.clamped:
             rec["clamped"] = filt.clamped
+            st.clamped += phase == "policy"
         if filt.rate_limited:
             rec["rate_limited"] = filt.rate_limited
+            st.rate_limited += phase == "policy"
         if rt.latch.safe:     # a signal or another thread latched SAFE meanwhile: send nothing
             return
         t2 = clock.now()

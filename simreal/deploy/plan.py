@@ -46,6 +46,7 @@ class DeployPlan:
     command_ranges: tuple[tuple[float, float], ...]   # per command term: (vx), (yaw)
     default_command: tuple[float, ...]
     max_tilt_deg: float = 60.0
+    trained_max_step: float | None = None         # the change limit the policy was trained with (rad/cycle)
 
     @property
     def n(self) -> int:
@@ -75,8 +76,25 @@ def plan_from_contract(contract: Any, spec: Any = None) -> DeployPlan:
     ranges = (tuple(map(float, contract.command_vx)), tuple(map(float, contract.command_yaw)))
     # The default command: the middle of the trained range (the policy is surest there).
     default_cmd = tuple(0.5 * (r[0] + r[1]) for r in ranges)
+    pipeline = getattr(contract, "action_pipeline", None)
     return DeployPlan(str(contract.robot), tuple(contract.joint_names), default, float(contract.control_period),
-                      lo, hi, rate, ranges, default_cmd, tilt)
+                      lo, hi, rate, ranges, default_cmd, tilt, None if pipeline is None else float(pipeline.max_step))
+
+
+def pipeline_problem(plan: DeployPlan, period: float) -> str | None:
+    """Why this run would hand the policy other joint targets than its training env did, if it would.
+
+    The runtime limits each target change to max_target_rate * period (C3); the training env
+    applies the same limit (simreal.robot.action), and the bundle says which it trained with."""
+    run = plan.max_step(period)
+    if plan.trained_max_step is None:
+        return (f"policy.json field action_pipeline: missing, so the policy was trained without the per-cycle "
+                f"change limit this run applies ({run:.4g} rad per cycle, {plan.max_target_rate:g} rad/s); "
+                f"it can hold back most of its cycles. Retrain or re-export it with this simreal")
+    if abs(run - plan.trained_max_step) > 1e-6 * max(run, plan.trained_max_step):
+        return (f"policy.json field action_pipeline.max_step: trained with {plan.trained_max_step:.4g} rad per "
+                f"cycle, this run would limit to {run:.4g} ({plan.max_target_rate:g} rad/s at {1 / period:g} Hz)")
+    return None
 
 
 def contract_problems(plan: DeployPlan, info: P.Info) -> list[str]:

@@ -46,6 +46,8 @@ class RunStats:
     failed_cycles: int = 0
     policy_calls: int = 0
     commands_sent: int = 0
+    rate_limited: int = 0        # policy cycles the change limit held back (the env trains with it)
+    clamped: int = 0             # policy cycles clipped to the joint limits
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from simreal import protocol as P
+from simreal.robot.action import clamp_targets, limit_change
 
 # Causes of a safe stop, as they appear in logs and summaries.
 NON_FINITE_STATE = "non_finite_state"
@@ -166,24 +167,16 @@ def rest_problem(t: Sequence[float], q: np.ndarray, gyro: np.ndarray, names: Seq
 
 # --------------------------------------------------------------------------- targets (C3)
 
-def _clamp(targets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return np.minimum(np.maximum(targets, lo), hi)
-
-
-def _step(targets: np.ndarray, previous: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
-    return previous + np.clip(targets - previous, -max_step, max_step)
-
-
 def clamp_to_limits(targets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Clip joint targets into [lo, hi]. Refuses non-finite input rather than turning NaN into a bound."""
     check_finite("clamp_to_limits", targets=targets)
-    return _clamp(np.asarray(targets, dtype=np.float64), lo, hi)
+    return clamp_targets(np.asarray(targets, dtype=np.float64), lo, hi)
 
 
 def limit_step(targets: np.ndarray, previous: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
     """Move from `previous` toward `targets` by at most max_step per joint (rad per cycle)."""
     check_finite("limit_step", targets=targets, previous=previous)
-    return _step(np.asarray(targets, dtype=np.float64), previous, max_step)
+    return limit_change(np.asarray(targets, dtype=np.float64), previous, max_step)
 
 
 @dataclass
@@ -234,10 +227,11 @@ class SafetyLayer:
         if want.shape != self.lo.shape:
             raise ValueError(f"joint targets have shape {want.shape}, the robot has {self.lo.shape}")
         lo, hi = self.envelope()
-        # the unchecked cores of clamp_to_limits and limit_step: `want` and the reference are known finite here
-        clamped = _clamp(want, lo, hi)
-        out = clamped if self.previous is None else _step(clamped, self.previous, self.max_step)
-        out = _clamp(out, lo, hi)
+        # simreal.robot.action's pipeline stages (the training env runs the same): `want` and the
+        # reference are known finite here
+        clamped = clamp_targets(want, lo, hi)
+        out = clamped if self.previous is None else limit_change(clamped, self.previous, self.max_step)
+        out = clamp_targets(out, lo, hi)
         self.previous = out
         return Filtered(out, np.flatnonzero(clamped != want).tolist(),
                         np.flatnonzero(out != clamped).tolist())

@@ -19,7 +19,8 @@ from simreal.deploy import safety as S
 from simreal.deploy.clock import Clock, MonotonicClock
 from simreal.deploy.port import PortError
 from simreal import protocol as P
-from simreal.deploy.plan import DeployPlan, PolicyLike, RuntimeConfig, StartRefused, parse_command, plan_from_contract
+from simreal.deploy.plan import (DeployPlan, PolicyLike, RuntimeConfig, StartRefused, parse_command,
+                                 pipeline_problem, plan_from_contract)
 from simreal.deploy.runlog import RunLogWriter
 from simreal.deploy.runtime import Runtime
 
@@ -152,8 +153,8 @@ def link_config(serial: Any, n_joints: int, budget_s: float) -> Any:
 
 def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: float | None = None,
            log_path: str | None = None, command: str | None = None, command_stream=None,
-           config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False, backend: str = "auto",
-           expect_sha256: str | None = None, confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
+           config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False,
+           allow_pipeline_mismatch: bool = False, backend: str = "auto", expect_sha256: str | None = None, confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
            policy_wrapper: Callable[[PolicyLike], PolicyLike] | None = None,
            on_cycle: Callable[[int, dict], None] | None = None, realtime: bool = False,
            notify: Callable[[str], None] = lambda s: None) -> tuple[dict, str]:
@@ -189,6 +190,11 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     period = cfg.period_s or plan.period
     if abs(period - plan.period) > 1e-9:
         notify(f"warning: running at {1 / period:g} Hz; the policy was trained at {1 / plan.period:g} Hz")
+    problem = pipeline_problem(plan, period)
+    if problem and not allow_pipeline_mismatch:
+        raise StartRefused(f"{problem}; or pass --allow-pipeline-mismatch. Torque stays off")
+    if problem:
+        notify(f"warning: {problem} (allowed by --allow-pipeline-mismatch)")
     vx, yaw = parse_command(command, plan)
     clamped = S.clamp_command((vx, yaw), plan.command_ranges)
     if tuple(clamped) != (vx, yaw):

@@ -35,6 +35,8 @@ def summarize(rt: Runtime) -> dict:
         "errors": dict(st.errors),
         "policy_calls": st.policy_calls,
         "commands_sent": st.commands_sent,
+        "rate_limited_cycles": st.rate_limited,
+        "clamped_cycles": st.clamped,
         "end": rt.end_reason,
         "policy_s": (round((rt.policy_slots[1] - rt.policy_slots[0] + 1) * rt.period, 4)
                      if rt.policy_slots else 0.0),
@@ -64,6 +66,8 @@ def format_summary(s: dict) -> str:
              f"inference p50 {ms(s['infer_ms']['p50'])}",
              f"overruns {s['overruns']} (missed deadlines {s['missed_deadlines']}), failed cycles "
              f"{s['failed_cycles']}, retries {s['retries']}",
+             f"policy cycles held back by the change limit: {s['rate_limited_cycles']} of {s['policy_calls']}"
+             f" (the training env applies the same limit), clipped to joint limits: {s['clamped_cycles']}",
              "errors: " + (", ".join(f"{k} {v}" for k, v in sorted(s["errors"].items())) or "none")]
     if s["safe_stops"]:
         lines.append("safe stops: " + "; ".join(f"{t['cause']} at cycle {t['cycle']} ({t['detail']})"

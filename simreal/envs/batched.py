@@ -28,7 +28,6 @@ import numpy as np
 from simreal.envs import rewards, sensors
 from simreal.envs.locomotion import DRAW_BLOCK, LocomotionEnv, push_velocity, track_air_time
 from simreal.envs.physics import terrain_height
-from simreal.robot.action import action_to_targets
 from simreal.robot.observation import BatchObservationHistory, RobotState, observation_frame
 from simreal.robot.spec import RobotSpec, load_robot
 
@@ -84,7 +83,9 @@ class LocomotionBatch:
         self.last_action = np.zeros((n, nj))
         self.air_time, self.last_contact = np.zeros((n, nf)), np.ones((n, nf), dtype=bool)
         r = spec.randomization
-        self._actions = np.zeros((n, (r.action_latency_steps[1] if randomize else 0) + 1, nj))
+        self.pipeline = e0.pipeline
+        self._sent = np.tile(self.pipeline.default_pose, (n, 1))    # the last targets sent, per row
+        self._targets = np.zeros((n, (r.action_latency_steps[1] if randomize else 0) + 1, nj))
         self._imu = np.zeros((n, (r.imu_latency_steps[1] if randomize else 0) + 1, 10))
         self._observed = np.zeros(n, int)          # observations since the row's reset
         self._draw_z = np.zeros((n, DRAW_BLOCK, sensors.draws(nj)))
@@ -147,7 +148,8 @@ class LocomotionBatch:
         self.steps[rows] = 0
         self.last_action[rows] = 0.0
         self.air_time[rows], self.last_contact[rows] = 0.0, True
-        self._actions[rows] = 0.0
+        self._sent[rows] = self.pipeline.default_pose
+        self._targets[rows] = self.pipeline.default_pose
         self._observed[rows] = 0
         return self._observe(rows, self._next_draws(rows)[0])
 
@@ -169,11 +171,12 @@ class LocomotionBatch:
     def step(self, actions: np.ndarray) -> BatchStep:
         spec, r, rows = self.spec, self.readout, self._all
         action = np.minimum(np.maximum(np.asarray(actions, dtype=np.float64), -1.0), 1.0)
-        size = self._actions.shape[1]
-        self._actions[rows, self.steps % size] = action
-        src = self.steps - self.action_latency                       # the action from `latency` steps ago
-        applied = np.where((src >= 0)[:, None], self._actions[rows, np.maximum(src, 0) % size], 0.0)
-        self._ctrl[:] = action_to_targets(applied, spec.default_pose, spec.control.action_scale) - self.offset
+        size = self._targets.shape[1]
+        self._sent = self.pipeline.targets(action, self._sent)     # what the runtime would send
+        self._targets[rows, self.steps % size] = self._sent
+        src = self.steps - self.action_latency                       # what was sent `latency` steps ago
+        applied = np.where((src >= 0)[:, None], self._targets[rows, np.maximum(src, 0) % size], spec.default_pose)
+        self._ctrl[:] = applied - self.offset
         self._step_physics()
         self.steps += 1
         self.total_steps += 1

@@ -9,7 +9,7 @@ import numpy as np
 
 from simreal.envs import randomization, rewards, sensors
 from simreal.envs.physics import Simulator
-from simreal.robot.action import action_to_targets
+from simreal.robot.action import ActionPipeline
 from simreal.robot.observation import RobotState, builder_for
 
 from simreal.robot.spec import RobotSpec, load_robot
@@ -142,6 +142,7 @@ class LocomotionEnv(gym.Env):
         self._renderer = None
         self._viewer = None
         self.obs_builder = builder_for(spec)
+        self.pipeline = ActionPipeline.for_robot(spec)
         n = spec.n_joints
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
         # Finite bounds (Gymnasium warns on infinite ones); scaled terms stay far inside +-100.
@@ -160,14 +161,16 @@ class LocomotionEnv(gym.Env):
         self.begin_episode(seed)
         n = self.spec_robot.n_joints
         self.last_action = np.zeros(n)
-        self._action_queue = deque([np.zeros(n)] * (self.params.action_latency + 1),
+        self._sent = self.pipeline.default_pose.copy()        # the last target sent (as after soft start)
+        self._target_queue = deque([self._sent] * (self.params.action_latency + 1),
                                    maxlen=self.params.action_latency + 1)
         self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
         self.obs_builder.reset()
         n_feet = len(self.spec_robot.feet)
         self._air_time, self._last_contact = np.zeros(n_feet), np.ones(n_feet, dtype=bool)
         obs = self._observe(self._next_draws()[0])
-        return obs, {"randomization": self.params.to_info(), "command": self.command.copy()}
+        return obs, {"randomization": self.params.to_info(), "command": self.command.copy(),
+                     "base_position": self.sim.base_pos(), "heading": self.sim.heading()}
 
     def begin_episode(self, seed: int | None = None) -> None:
         """A new episode's randomization, model, pose and command, from the env's rng; the
@@ -212,9 +215,9 @@ class LocomotionEnv(gym.Env):
     def step(self, action: np.ndarray):
         spec, sim = self.spec_robot, self.sim
         action = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), -1.0), 1.0)
-        self._action_queue.append(action)
-        applied = self._action_queue[0]  # the action from `latency` steps ago
-        sim.step(action_to_targets(applied, spec.default_pose, spec.control.action_scale))
+        self._sent = self.pipeline.targets(action, self._sent)     # what the runtime would send
+        self._target_queue.append(self._sent)
+        sim.step(self._target_queue[0])                              # what was sent `latency` steps ago
         self.steps += 1
         self.total_steps += 1
         noise, u = self._next_draws()
@@ -241,7 +244,7 @@ class LocomotionEnv(gym.Env):
         truncated = bool(self.steps >= self.max_steps or at_edge)
         obs = self._observe(noise)
         info = {"reward_terms": terms, "forward_velocity": float(lin_vel[0]),
-                "command": self.command.copy(), "fell": fell, "base_position": pos}
+                "command": self.command.copy(), "fell": fell, "base_position": pos, "heading": sim.heading()}
         if fell or truncated:
             info["end"] = "fall" if fell else "terrain_edge" if at_edge else "time_limit"
         if self.render_mode == "human":

@@ -133,6 +133,10 @@ class Simulator:
         self.dof_idx = np.array([m.jnt_dofadr[i] for i in ids])
         self.act_idx = np.array([m.actuator(n).id for n in spec.joint_names])
         self.base_id = m.body(spec.base_body).id
+        # Randomization moves the base's centre of mass (body_ipos). MuJoCo compiles a body whose
+        # inertial frame coincides with its frame as body_sameframe != 0 and then never reads
+        # body_ipos: a CoM offset would be silently ignored (issue 14). Clear the flag.
+        m.body_sameframe[self.base_id] = 0
         self.foot_geoms = np.array([m.geom(f).id for f in spec.feet])
         self.foot_bodies = m.geom_bodyid[self.foot_geoms]
         self.floor_geom = m.geom("floor").id if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor") >= 0 else -1
@@ -192,6 +196,11 @@ class Simulator:
     # --- ground truth (never shown to the policy) ---------------------------------------------
     def base_pos(self) -> np.ndarray:
         return self.data.xpos[self.base_id].copy()
+
+    def heading(self) -> float:
+        """Yaw of the base in the world frame (rad, -pi..pi): where the robot faces."""
+        w, x, y, z = self.data.xquat[self.base_id]
+        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
     def base_quat(self) -> np.ndarray:
         return self.data.xquat[self.base_id].copy()

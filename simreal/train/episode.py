@@ -1,7 +1,7 @@
 """Per-episode figures, computed once for training logs and evaluation alike.
 
-Robot envs report `forward_velocity`, `command` ([vx, yaw_rate]), `reward_terms` and `fell` in
-`info`; Gymnasium's MuJoCo walkers report `x_velocity`. For envs without `fell`, a termination
+Robot envs report `forward_velocity`, `command` ([vx, yaw_rate]), `reward_terms`, `fell`, and
+the world-frame `base_position` and `heading` (also at reset) in `info`; Gymnasium's MuJoCo walkers report `x_velocity`. For envs without `fell`, a termination
 before the time limit counts as a fall (true for the Gymnasium walkers: they end when unhealthy).
 """
 from __future__ import annotations
@@ -23,6 +23,9 @@ class EpisodeStats:
     fell: bool = False
     forward_velocity: float = math.nan     # mean over steps; NaN if the env does not report it
     tracking_error: float = math.nan       # mean |v - v_cmd|; NaN without a command
+    # World frame (the robot-frame velocity above cannot show a robot walking in circles):
+    progress_velocity: float = math.nan    # m/s along the heading it started with
+    heading_drift_deg: float = math.nan    # heading change minus the commanded yaw rate's integral
     reward_terms: dict[str, float] = field(default_factory=dict)   # per-episode sums
     end: str = ""      # why it ended: fall, time_limit, terrain_edge (robot envs), or terminated / truncated
 
@@ -38,6 +41,7 @@ class EpisodeStatsWrapper(gym.Wrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.last_stats: EpisodeStats | None = None
+        self._start: tuple[np.ndarray, float] | None = None
         self._reset_sums()
 
     def _reset_sums(self) -> None:
@@ -47,7 +51,12 @@ class EpisodeStatsWrapper(gym.Wrapper):
 
     def reset(self, **kwargs):
         self._reset_sums()
-        return self.env.reset(**kwargs)
+        obs, info = self.env.reset(**kwargs)
+        self._start = (np.asarray(info["base_position"], float), float(info["heading"])) \
+            if "heading" in info and "base_position" in info else None
+        self._turned = self._commanded_turn = 0.0
+        self._heading = self._start[1] if self._start else 0.0
+        return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -61,6 +70,12 @@ class EpisodeStatsWrapper(gym.Wrapper):
             if cmd is not None:
                 self._err_sum += abs(v - float(np.asarray(cmd).reshape(-1)[0]))
                 self._err_n += 1
+        if self._start is not None and "heading" in info:
+            dt = float(getattr(self.env.unwrapped, "dt", 0.0))
+            h = float(info["heading"])
+            self._turned += (h - self._heading + math.pi) % (2 * math.pi) - math.pi     # unwrapped
+            self._heading = h
+            self._commanded_turn += float(np.asarray(info.get("command", [0.0, 0.0])).reshape(-1)[1]) * dt
         for name, value in (info.get("reward_terms") or {}).items():
             self._terms[name] = self._terms.get(name, 0.0) + float(value)
         if terminated or truncated:
@@ -70,9 +85,19 @@ class EpisodeStatsWrapper(gym.Wrapper):
                 ret=self._ret, length=self._len, fell=bool(fell),
                 forward_velocity=self._v_sum / self._v_n if self._v_n else math.nan,
                 tracking_error=self._err_sum / self._err_n if self._err_n else math.nan,
-                reward_terms=dict(self._terms), end=end)
+                reward_terms=dict(self._terms), end=end, **self._world(info))
             info = {**info, INFO_KEY: self.last_stats}
         return obs, reward, terminated, truncated, info
+
+
+    def _world(self, info: dict[str, Any]) -> dict[str, float]:
+        if self._start is None or "base_position" not in info:
+            return {}
+        p0, h0 = self._start
+        seconds = self._len * float(getattr(self.env.unwrapped, "dt", math.nan))
+        along = float(np.dot(np.asarray(info["base_position"], float)[:2] - p0[:2], [math.cos(h0), math.sin(h0)]))
+        return {"progress_velocity": along / seconds if seconds > 0 else math.nan,
+                "heading_drift_deg": math.degrees(self._turned - self._commanded_turn)}
 
 
 def nanmean(values: list[float]) -> float:

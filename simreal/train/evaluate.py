@@ -31,16 +31,23 @@ class EvalResult:
     fall_rate: float                  # fraction of episodes that ended in a fall
     mean_length: float                # steps
     returns: tuple[float, ...] = ()
+    mean_progress_velocity: float = math.nan   # m/s in the world, along the starting heading
+    heading_drift_deg_15s: float = math.nan    # mean |heading drift| per 15 s of episode
+    max_heading_drift_deg_15s: float = math.nan
     ends: tuple[tuple[str, int], ...] = ()   # why episodes ended: (("fall", 1), ("time_limit", 9))
 
     @classmethod
-    def from_episodes(cls, eps: list[EpisodeStats]) -> "EvalResult":
+    def from_episodes(cls, eps: list[EpisodeStats], dt: float = math.nan) -> "EvalResult":
         rets = [e.ret for e in eps]
+        drift = [abs(e.heading_drift_deg) * 15.0 / (e.length * dt) for e in eps
+                 if not math.isnan(e.heading_drift_deg) and e.length]
         return cls(episodes=len(eps), mean_return=float(np.mean(rets)), std_return=float(np.std(rets)),
                    mean_forward_velocity=nanmean([e.forward_velocity for e in eps]),
                    mean_tracking_error=nanmean([e.tracking_error for e in eps]),
                    fall_rate=sum(e.fell for e in eps) / len(eps),
                    mean_length=float(np.mean([e.length for e in eps])), returns=tuple(rets),
+                   mean_progress_velocity=nanmean([e.progress_velocity for e in eps]),
+                   heading_drift_deg_15s=nanmean(drift), max_heading_drift_deg_15s=max(drift, default=math.nan),
                    ends=tuple(sorted(Counter(e.end or "unknown" for e in eps).items())))
 
     def to_dict(self) -> dict:
@@ -57,6 +64,10 @@ class EvalResult:
             parts.append(f"v {self.mean_forward_velocity:.2f} m/s")
         if not math.isnan(self.mean_tracking_error):
             parts.append(f"err {self.mean_tracking_error:.2f}")
+        if not math.isnan(self.mean_progress_velocity):
+            parts.append(f"world {self.mean_progress_velocity:.2f} m/s")
+        if not math.isnan(self.heading_drift_deg_15s):
+            parts.append(f"heading drift {self.heading_drift_deg_15s:.0f} deg/15 s (max {self.max_heading_drift_deg_15s:.0f})")
         falls = round(self.fall_rate * self.episodes)
         parts += [f"falls {falls}/{self.episodes} ({self.fall_rate:.0%})",
                   f"return {self.mean_return:.1f} ± {self.std_return:.1f}", f"len {self.mean_length:.0f}"]
@@ -97,7 +108,7 @@ def run_episodes(act: Act, env, normalizer: Normalizer, episodes: int, seed: int
     finally:
         if recorder is not None:
             recorder.close()
-    return EvalResult.from_episodes(stats)
+    return EvalResult.from_episodes(stats, control_dt(env))
 
 
 def control_dt(env) -> float:
