@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "simreal.export.cli",    # export
     "simreal.mock.cli",      # mock-robot
     "simreal.deploy.cli",    # deploy, log
+    "simreal.sysid.cli",     # sysid record
     "simreal.faults.cli",    # faults: the fault matrix's drills
     "simreal.demo",          # demo: mock robot + deploy, the main job without hardware
 ]

@@ -240,7 +240,7 @@ def test_cli_ctrl_c_exit_code_and_message(monkeypatch, mock, tmp_path, capsys):
     from simreal.cli import main
     from simreal.deploy import cli as dcli
 
-    monkeypatch.setattr(dcli, "_confirm", lambda info: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(dcli, "confirm_torque", lambda info: (_ for _ in ()).throw(KeyboardInterrupt()))
     log = tmp_path / "run.jsonl"
     rc = main(["deploy", BUNDLE, "--port", mock.port, "--duration", "0.5", "--log", str(log)])
     assert rc == 130

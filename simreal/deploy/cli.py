@@ -87,7 +87,7 @@ def exit_code(summary: dict) -> int:
     return 130 if causes[0] == "signal" else 1
 
 
-def _confirm(info) -> bool:
+def confirm_torque(info) -> bool:
     """Operator gate for real robots: nothing moves until a person says so."""
     if info.simulated:
         return True
@@ -141,7 +141,7 @@ def run_deploy(args: argparse.Namespace) -> int:
                             allow_hash_mismatch=args.allow_hash_mismatch,
                             allow_pipeline_mismatch=args.allow_pipeline_mismatch, backend=args.backend,
                             expect_sha256=args.expect_sha256, realtime=args.realtime,
-                            confirm=(lambda info: True) if args.yes else _confirm,
+                            confirm=(lambda info: True) if args.yes else confirm_torque,
                             notify=lambda s: print(s, file=sys.stderr))
     except UserError as exc:           # StartRefused (2), StartInterrupted (130), BundleError, ...
         print(f"simreal deploy: {exc}", file=sys.stderr)

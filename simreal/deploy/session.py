@@ -154,7 +154,8 @@ def link_config(serial: Any, n_joints: int, budget_s: float) -> Any:
 def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: float | None = None,
            log_path: str | None = None, command: str | None = None, command_stream=None,
            config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False,
-           allow_pipeline_mismatch: bool = False, backend: str = "auto", expect_sha256: str | None = None, confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
+           allow_pipeline_mismatch: bool = False, backend: str = "auto", expect_sha256: str | None = None,
+           confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
            policy_wrapper: Callable[[PolicyLike], PolicyLike] | None = None,
            on_cycle: Callable[[int, dict], None] | None = None, realtime: bool = False,
            notify: Callable[[str], None] = lambda s: None) -> tuple[dict, str]:

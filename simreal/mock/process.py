@@ -47,7 +47,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         schedule = parse_faults(args.faults)
         options = RobotOptions(watchdog_s=0.0 if args.lockstep else args.watchdog_ms / 1000,
                                watchdog_damp_s=args.watchdog_damp, calibrated=not args.uncalibrated,
-                               lockstep=args.lockstep)
+                               lockstep=args.lockstep, hoisted=args.hoisted)
         robot = MockRobot(spec, gap, schedule, args.seed, options)
     except (ValueError, KeyError) as exc:      # RobotSpecError, GapError, FaultSpecError, unknown robot
         print(f"simreal mock-robot: {exc}", file=sys.stderr)
