@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--chirp-s", type=positive_float, default=3.0, metavar="S", help="length of each joint's chirp")
     r.add_argument("--yes", action="store_true", help="do not ask before turning torque on (real robots)")
     r.set_defaults(func=run_record)
+    f = ssub.add_parser("fit", help="identify servo gains and action delay from a hoisted recording "
+                                    "(mujoco.sysid), with 95%% intervals; print the fitted randomization diff")
+    f.add_argument("recording", metavar="DIR", help="a `simreal sysid record` folder")
+    f.add_argument("--robot", required=True, help="robot name or folder whose robot.yaml the ranges are for")
+    f.add_argument("--json", action="store_true", help="print the result as JSON")
+    f.add_argument("--write", action="store_true", help="apply the fitted ranges to robot.yaml")
+    f.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -38,3 +45,40 @@ def run_record(args: argparse.Namespace) -> int:
     meta = record(args.robot, args.port, args.out, ex, stance=args.stance,
                   confirm=(lambda info: True) if args.yes else confirm_torque, notify=lambda s: print(s, file=sys.stderr))
     return exit_code(meta)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    import json
+
+    from simreal.errors import UserError
+    from simreal.robot.spec import load_robot
+    from simreal.sysid import ranges
+    from simreal.sysid.fit import fit
+    from simreal.sysid.recording import RecordingError, load_recording
+
+    try:
+        spec = load_robot(args.robot)
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"--robot {args.robot}: {exc}") from None
+    rec = load_recording(args.recording)
+    if rec.robot != spec.name:
+        raise RecordingError(f"{args.recording}: recorded on robot {rec.robot!r}, --robot is {spec.name!r}")
+    result = fit(spec, rec)
+    fitted = ranges.fitted_ranges(result)
+    path = spec.root / "robot.yaml"
+    new = ranges.updated_yaml(path.read_text(), fitted)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "ranges": fitted, "robot_yaml": str(path), "written": args.write}))
+    else:
+        for e in result.estimates:
+            print(f"{e.name}: {e.value:.4f} +- {e.ci95:.4f} (95%)")
+        print(f"command -> actuation delay: {result.delay_s * 1e3:.0f} ms ({result.delay_physics_steps} physics steps; "
+              f"action latency {result.action_latency_steps} control steps); rms by delay, rad: "
+              + ", ".join(f"{v:.1e}" for v in result.rms_by_delay) + f"; nominal model {result.rms_nominal_rad:.1e}")
+        print(ranges.diff(path, new) or "robot.yaml: no change", end="")
+    if args.write:
+        ranges.write(path, new)
+        print(f"wrote {path}", file=sys.stderr)
+    elif not args.json:
+        print("(not written: pass --write to apply)", file=sys.stderr)
+    return 0
