@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simreal.deploy import safety as S
-from simreal.deploy.plan import plan_from_contract, pipeline_problem
+from simreal.deploy.plan import pipeline_problem, plan_for_robot
 from simreal.envs import randomization
 from simreal.envs.batched import LocomotionBatch
 from simreal.envs.locomotion import LocomotionEnv
@@ -66,25 +66,16 @@ def test_a_big_jump_moves_the_targets_by_one_max_step():
     assert pipe.max_step == pytest.approx(8.0 * 0.02)
 
 
-def _plan(robot: str = "quadruped"):
-    from simreal.bundle.contract import robot_fields
-    from types import SimpleNamespace
-
-    from simreal.bundle.contract import ActionPipelineModel
-
-    spec = load_robot(robot)
-    f = robot_fields(spec)
-    f["action_pipeline"] = ActionPipelineModel(**f["action_pipeline"])
-    return plan_from_contract(SimpleNamespace(**f), spec), spec
-
-
 def test_deploy_accepts_the_pipeline_it_was_trained_with_and_names_any_other():
-    plan, spec = _plan()
+    spec = load_robot("quadruped")
+    plan = plan_for_robot(spec)
     assert pipeline_problem(plan, spec.control.period) is None
     other = pipeline_problem(plan, 0.01)                       # --rate 100 halves the change per cycle
     assert other and "action_pipeline.max_step" in other and "0.16" in other and "0.08" in other
-    old = pipeline_problem(dataclasses.replace(plan, trained_max_step=None), spec.control.period)
+    old = pipeline_problem(dataclasses.replace(plan, trained_pipeline=None), spec.control.period)
     assert old and "action_pipeline: missing" in old
+    other_kind = pipeline_problem(dataclasses.replace(plan, trained_pipeline=("filtered/1", 0.16)), spec.control.period)
+    assert other_kind and "action_pipeline.kind" in other_kind
 
 
 def test_deploy_refuses_a_bundle_trained_without_the_change_limit(tmp_path):

@@ -1,5 +1,5 @@
-"""Issue 14, measure and identify: `simreal sysid record` on the mock robot, hoisted (its base held
-in the air), then `simreal sysid fit` on that recording."""
+"""Issue 14, measure and identify: `simreal sysid record` on the lockstep mock robot, hoisted (its
+base held in the air), then `simreal sysid fit` on that recording."""
 from __future__ import annotations
 
 import json
@@ -40,7 +40,7 @@ TRUE = {"kp_scale": 0.8, "kd_scale": 1.3}        # the mock's servos: softer, mo
 def recording(tmp_path_factory):
     out = tmp_path_factory.mktemp("sysid") / "rec"
     gap = ",".join(f"{k}={v}" for k, v in TRUE.items())
-    with spawn("quadruped", gap=gap, extra_args=["--hoisted"]) as m:
+    with spawn("quadruped", gap=gap, lockstep=True, extra_args=["--hoisted"]) as m:
         p = _run("quadruped", "--port", m.port, "--out", str(out), "--step-s", "0.3", "--chirp-s", "0.6")
     assert p.returncode == 0, p.stderr[-2000:]
     return out
@@ -82,8 +82,8 @@ def _fit(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_fit_recovers_the_mocks_servo_gains_and_its_link_delay(recording):
-    # Tolerances (docs/sim_to_real.md): 10% for gains; the delay within one physics step of the link's
-    # (the real-time mock applies a COMMAND about 3 ms after the state it answers), 0 control steps.
+    # Tolerances (docs/sim_to_real.md): 10% for gains; the delay exact. The mock runs in lockstep
+    # (it applies each COMMAND at once, then advances one period), so host load cannot matter.
     p = _fit(str(recording), "--robot", "quadruped", "--json")
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
@@ -91,7 +91,7 @@ def test_fit_recovers_the_mocks_servo_gains_and_its_link_delay(recording):
         est = r["estimates"][name]
         assert est["value"] == pytest.approx(truth, rel=0.10), (name, est)
         assert 0 < est["ci95"] < 0.1 * truth, (name, est)
-    assert r["action_latency_steps"] == 0 and r["delay_physics_steps"] <= 1
+    assert r["action_latency_steps"] == 0 and r["delay_physics_steps"] == 0
     assert r["rms_rad"] < 0.5 * r["rms_nominal_rad"]              # the fit explains the recording better
     lo, hi = r["ranges"]["kp_scale"]
     assert lo < TRUE["kp_scale"] < hi and hi - lo < 0.5 and r["written"] is False
@@ -133,3 +133,16 @@ def test_a_malformed_or_truncated_recording_is_refused_naming_file_and_line(reco
     assert p.returncode == 2 and str(log) in p.stderr and says in p.stderr and "Traceback" not in p.stderr, p.stderr
     if says != "need >= 50":
         assert " line " in p.stderr
+
+
+def test_fitted_ranges_replace_only_their_lines_and_a_missing_line_is_named():
+    from simreal.robot.spec import load_robot
+    from simreal.sysid.ranges import updated_yaml
+
+    text = (load_robot("quadruped").root / "robot.yaml").read_text()
+    new = updated_yaml(text, {"kp_scale": [0.75, 0.85], "action_latency_steps": [0, 1]})
+    changed = [(a, b) for a, b in zip(text.splitlines(), new.splitlines()) if a != b]
+    assert changed == [("  kp_scale: [0.8, 1.3]", "  kp_scale: [0.75, 0.85]"),
+                       ("  action_latency_steps: [0, 2]", "  action_latency_steps: [0, 1]")]
+    with pytest.raises(ValueError, match="no \\[lo, hi\\] line for kp_scale"):
+        updated_yaml(text.replace("  kp_scale: [0.8, 1.3]\n", ""), {"kp_scale": [0.7, 0.9]})

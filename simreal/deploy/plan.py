@@ -46,7 +46,7 @@ class DeployPlan:
     command_ranges: tuple[tuple[float, float], ...]   # per command term: (vx), (yaw)
     default_command: tuple[float, ...]
     max_tilt_deg: float = 60.0
-    trained_max_step: float | None = None         # the change limit the policy was trained with (rad/cycle)
+    trained_pipeline: tuple[str, float] | None = None   # (kind, max_step rad/cycle) the policy was trained with
 
     @property
     def n(self) -> int:
@@ -78,7 +78,19 @@ def plan_from_contract(contract: Any, spec: Any = None) -> DeployPlan:
     default_cmd = tuple(0.5 * (r[0] + r[1]) for r in ranges)
     pipeline = getattr(contract, "action_pipeline", None)
     return DeployPlan(str(contract.robot), tuple(contract.joint_names), default, float(contract.control_period),
-                      lo, hi, rate, ranges, default_cmd, tilt, None if pipeline is None else float(pipeline.max_step))
+                      lo, hi, rate, ranges, default_cmd, tilt,
+                      None if pipeline is None else (str(pipeline.kind), float(pipeline.max_step)))
+
+
+def plan_for_robot(spec: Any) -> DeployPlan:
+    """The plan a bundle exported for this robot would give (no policy: sysid's scripted excitation)."""
+    from types import SimpleNamespace
+
+    from simreal.bundle.contract import ActionPipelineModel, robot_fields
+
+    fields = robot_fields(spec)
+    fields["action_pipeline"] = ActionPipelineModel(**fields["action_pipeline"])
+    return plan_from_contract(SimpleNamespace(**fields), spec)
 
 
 def pipeline_problem(plan: DeployPlan, period: float) -> str | None:
@@ -86,13 +98,18 @@ def pipeline_problem(plan: DeployPlan, period: float) -> str | None:
 
     The runtime limits each target change to max_target_rate * period (C3); the training env
     applies the same limit (simreal.robot.action), and the bundle says which it trained with."""
+    from simreal.robot.action import PIPELINE
+
     run = plan.max_step(period)
-    if plan.trained_max_step is None:
+    if plan.trained_pipeline is None:
         return (f"policy.json field action_pipeline: missing, so the policy was trained without the per-cycle "
                 f"change limit this run applies ({run:.4g} rad per cycle, {plan.max_target_rate:g} rad/s); "
                 f"it can hold back most of its cycles. Retrain or re-export it with this simreal")
-    if abs(run - plan.trained_max_step) > 1e-6 * max(run, plan.trained_max_step):
-        return (f"policy.json field action_pipeline.max_step: trained with {plan.trained_max_step:.4g} rad per "
+    kind, trained = plan.trained_pipeline
+    if kind != PIPELINE:
+        return f"policy.json field action_pipeline.kind: trained with {kind!r}, this runtime applies {PIPELINE!r}"
+    if abs(run - trained) > 1e-6 * max(run, trained):
+        return (f"policy.json field action_pipeline.max_step: trained with {trained:.4g} rad per "
                 f"cycle, this run would limit to {run:.4g} ({plan.max_target_rate:g} rad/s at {1 / period:g} Hz)")
     return None
 

@@ -29,6 +29,7 @@ class Nominal:
 
 
 GT = "simreal_gt_"   # prefix of the ground-truth sensors added to every robot model
+HOIST_M = 0.15       # m: how far hoist() lifts the base above its pose (feet clear of the ground)
 
 
 def load_model(spec) -> mujoco.MjModel:
@@ -149,6 +150,7 @@ class Simulator:
         self.encoder_offset = np.zeros(spec.n_joints)
         self.encoder_resolution = 2 * np.pi / spec.servo.ticks_per_rev
         self.gain_scale = 1.0
+        self.held_base: np.ndarray | None = None     # hoist(): the base pose a stand holds
         self.configure_servos()
         self.substeps = spec.control.substeps
         self._spawn_height = float(m.body_pos[self.base_id][2])
@@ -169,6 +171,8 @@ class Simulator:
     # --- state ------------------------------------------------------------------------------
     def reset(self, pose: np.ndarray | None = None, height: float | None = None,
               yaw: float = 0.0) -> None:
+        """Spawn pose (default pose, upright, on the ground); releases a hoisted base."""
+        self.held_base = None
         d = self.data
         mujoco.mj_resetData(self.model, d)
         d.qpos[0:3] = [0.0, 0.0, self._spawn_height if height is None else height]
@@ -246,6 +250,14 @@ class Simulator:
         """Servo drive torque of the last physics step (before back-EMF), N*m."""
         return self.data.sensordata[self.readout.torque]
 
+    def hoist(self) -> None:
+        """Hang the robot from a stand (system identification): from now on the base stays
+        HOIST_M above where it is, upright as it is, and only the joints move."""
+        self.data.qpos[2] += HOIST_M
+        self.data.qvel[0:6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        self.held_base = self.data.qpos[0:7].copy()
+
     def step(self, targets: np.ndarray, n_substeps: int | None = None) -> None:
         """Advance one control period (or n_substeps physics steps) holding the targets.
 
@@ -253,7 +265,14 @@ class Simulator:
         joint settles at target - offset: that is what a calibration error does on hardware.
         """
         self.data.ctrl[self.act_idx] = targets - self.encoder_offset
-        mujoco.mj_step(self.model, self.data, self.substeps if n_substeps is None else n_substeps)
+        n = self.substeps if n_substeps is None else n_substeps
+        if self.held_base is None:
+            mujoco.mj_step(self.model, self.data, n)
+            return
+        for _ in range(n):                  # hoisted: the stand holds the base after every physics step
+            mujoco.mj_step(self.model, self.data, 1)
+            self.data.qpos[0:7] = self.held_base
+            self.data.qvel[0:6] = 0.0
 
     def push(self, dv_xy: np.ndarray) -> None:
         self.data.qvel[0:2] += dv_xy

@@ -67,10 +67,7 @@ class RobotOptions:
     calibrated: bool = True
     lockstep: bool = False
     simulated: bool = True          # False: plays hardware (no SIMULATED flag; SIM_* requests UNSUPPORTED)
-    hoisted: bool = False           # the base held HOIST_M above its spawn pose, feet in the air (sysid)
-
-
-HOIST_M = 0.15
+    hoisted: bool = False           # the base hangs from a stand, feet in the air (Simulator.hoist; sysid)
 
 
 class MockRobot:
@@ -95,8 +92,8 @@ class MockRobot:
         if gap.encoder_ticks_per_rev:
             sim.encoder_resolution = 2 * np.pi / gap.encoder_ticks_per_rev
         sim.reset()
-        self._hoist: np.ndarray | None = None
-        self._hoist_base()
+        if options.hoisted:
+            sim.hoist()
         self.dt = float(sim.model.opt.timestep)
         self.steps = 0
         self._tilt_limit = math.radians(spec.task.max_tilt_deg)
@@ -141,14 +138,6 @@ class MockRobot:
     def clock(self) -> float:
         return self.steps * self.dt
 
-    def _hoist_base(self) -> None:
-        if self.options.hoisted:
-            import mujoco
-
-            self.sim.data.qpos[2] += HOIST_M
-            mujoco.mj_forward(self.sim.model, self.sim.data)
-            self._hoist = self.sim.data.qpos[0:7].copy()
-
     @property
     def stalled(self) -> bool:
         return self._stall_depth > 0
@@ -159,9 +148,6 @@ class MockRobot:
             sim.data.qpos[3:7] = self.tilt_quat
             sim.data.qvel[3:6] = 0.0
         sim.step(self.servo_target, 1)
-        if self._hoist is not None:         # hung from a stand: the base does not move
-            sim.data.qpos[0:7] = self._hoist
-            sim.data.qvel[0:6] = 0.0
         self.steps += 1
         fallen = self._is_fallen()
         if fallen and not self.fallen and self.mode != "off":
@@ -412,8 +398,8 @@ class MockRobot:
             import mujoco
 
             mujoco.mj_forward(self.sim.model, self.sim.data)
-        if self._hoist is not None:
-            self._hoist_base()
+        if self.options.hoisted:
+            self.sim.hoist()
         self.servo_target = self._encoders()
         self.holding = False
         self.fallen = self._is_fallen()

@@ -66,7 +66,10 @@ def run_fit(args: argparse.Namespace) -> int:
     result = fit(spec, rec)
     fitted = ranges.fitted_ranges(result)
     path = spec.root / "robot.yaml"
-    new = ranges.updated_yaml(path.read_text(), fitted)
+    try:
+        new = ranges.updated_yaml(path.read_text(), fitted)
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
     if args.json:
         print(json.dumps({**result.to_dict(), "ranges": fitted, "robot_yaml": str(path), "written": args.write}))
     else:
@@ -77,7 +80,10 @@ def run_fit(args: argparse.Namespace) -> int:
               + ", ".join(f"{v:.1e}" for v in result.rms_by_delay) + f"; nominal model {result.rms_nominal_rad:.1e}")
         print(ranges.diff(path, new) or "robot.yaml: no change", end="")
     if args.write:
-        ranges.write(path, new)
+        try:
+            ranges.write(path, new)
+        except OSError as exc:
+            raise UserError(f"--write {path}: {exc.strerror or exc}") from None
         print(f"wrote {path}", file=sys.stderr)
     elif not args.json:
         print("(not written: pass --write to apply)", file=sys.stderr)

@@ -24,7 +24,6 @@ import numpy as np
 from simreal.sysid.recording import Recording, RecordingError
 
 MAX_DELAY = 2           # control steps; searched in physics steps
-HOIST_M = 0.15          # simreal.mock.robot.HOIST_M: where the mock holds a hoisted base
 PARAMS = {"kp_scale": (0.3, 2.0), "kd_scale": (0.3, 3.0)}      # bounds
 
 
@@ -58,7 +57,7 @@ class Fit:
     def delay_s(self) -> float:
         return self.delay_physics_steps * self.physics_dt
 
-    physics_dt: float = 0.005
+    physics_dt: float               # s
 
     def to_dict(self) -> dict[str, Any]:
         return {"estimates": {e.name: {"value": e.value, "ci95": e.ci95} for e in self.estimates},
@@ -71,38 +70,30 @@ class Replay:
     """The recording's cycles in the robot's simulator, hoisted."""
 
     def __init__(self, spec: Any, rec: Recording):
-        import mujoco
-
         from simreal.envs.physics import Simulator
 
         if rec.stance != "hoisted":
             raise RecordingError(f"stance {rec.stance!r}: sysid fit needs a hoisted recording for now")
         if abs(rec.period - spec.control.period) > 1e-9:
             raise RecordingError(f"period {rec.period:g} s differs from {spec.name}'s control period")
-        self._mj, self.spec, self.rec = mujoco, spec, rec
+        self.spec, self.rec = spec, rec
         self.sim = Simulator(spec)
         self.kp0, self.kd0 = self.sim.servo.kp.copy(), self.sim.servo.kd.copy()
 
     def rollout(self, kp_scale: float, kd_scale: float, delay: int) -> np.ndarray:
-        mujoco, sim, rec = self._mj, self.sim, self.rec
+        sim, rec = self.sim, self.rec
         sim.servo.kp[:], sim.servo.kd[:] = self.kp0 * kp_scale, self.kd0 * kd_scale
         sim.configure_servos()
         sim.reset(pose=rec.q[0])
-        d = sim.data
-        d.qpos[2] += HOIST_M
-        d.qvel[sim.dof_idx] = rec.dq[0]
-        mujoco.mj_forward(sim.model, d)
-        hold = d.qpos[0:7].copy()
+        sim.data.qvel[sim.dof_idx] = rec.dq[0]
+        sim.hoist()                                       # where the mock's --hoisted holds it
         out = np.empty_like(rec.q)
         out[0] = rec.q[0]
         n = sim.substeps
         for k in range(len(rec.q) - 1):
             for i in range(k * n, (k + 1) * n):          # physics step i holds what was sent `delay` steps before
-                d.ctrl[sim.act_idx] = rec.sent[max(i - delay, 0) // n]
-                mujoco.mj_step(sim.model, d, 1)
-                d.qpos[0:7] = hold
-                d.qvel[0:6] = 0.0
-            out[k + 1] = d.qpos[sim.qpos_idx]
+                sim.step(rec.sent[max(i - delay, 0) // n], 1)
+            out[k + 1] = sim.data.qpos[sim.qpos_idx]
         return out
 
     def residual(self, x: np.ndarray, delay: int) -> np.ndarray:

@@ -13,7 +13,6 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 from simreal.sysid.excitation import Excitation, ExcitationPolicy
@@ -26,9 +25,8 @@ def record(robot: str, port: str, out: str | Path, excitation: Excitation = Exci
            stance: str = "hoisted", confirm: Callable[[Any], bool] | None = None,
            notify: Callable[[str], None] = lambda s: None) -> dict:
     """Record on PORT into OUT; returns the metadata written. Raises StartRefused before any torque."""
-    from simreal.bundle.contract import ActionPipelineModel, robot_fields
     from simreal.deploy.driver import SerialDriver
-    from simreal.deploy.plan import RuntimeConfig, StartRefused, plan_from_contract
+    from simreal.deploy.plan import RuntimeConfig, StartRefused, plan_for_robot
     from simreal.deploy.port import PortError
     from simreal.deploy.runlog import RunLogWriter
     from simreal.deploy.runtime import Runtime
@@ -45,9 +43,7 @@ def record(robot: str, port: str, out: str | Path, excitation: Excitation = Exci
         spec = load_robot(robot)
     except (KeyError, ValueError) as exc:
         raise StartRefused(f"robot {robot!r}: {exc}; torque stays off") from None
-    fields = robot_fields(spec)
-    fields["action_pipeline"] = ActionPipelineModel(**fields["action_pipeline"])
-    plan = plan_from_contract(SimpleNamespace(**fields), spec)
+    plan = plan_for_robot(spec)
     period = plan.period
     cfg = RuntimeConfig(duration_s=excitation.duration(spec.n_joints))
     partial = out.with_name(out.name + ".partial")
