@@ -64,6 +64,14 @@ def learn(algo: str, env: gym.Env | Sequence[gym.Env], total_timesteps: int, see
     """
     if total_timesteps <= 0:
         raise ValueError(f"total_timesteps must be positive, got {total_timesteps}")
+    agent, envs = start(algo, env, seed, config, state)
+    return _spec(algo).train(agent, envs, total_timesteps, callback)
+
+
+def start(algo: str, env: gym.Env | Sequence[gym.Env], seed: int = 0, config: dict | None = None,
+          state: dict | None = None) -> tuple[Agent, EnvBatch]:
+    """The seeded agent and reset envs that `learn` trains: for a caller that needs the agent
+    before training starts (the study evaluates it while it learns)."""
     envs = EnvBatch(env)
     seed_everything(seed)
     agent = make(algo, envs.observation_space, envs.action_space, config)
@@ -71,4 +79,4 @@ def learn(algo: str, env: gym.Env | Sequence[gym.Env], total_timesteps: int, see
         agent.load_state_dict(state)
     # a resumed run must not replay the episodes it already saw: offset the env seeds by progress
     envs.reset(seed=seed + agent.counters["timesteps"])
-    return _spec(algo).train(agent, envs, total_timesteps, callback)
+    return agent, envs

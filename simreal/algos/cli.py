@@ -1,4 +1,4 @@
-"""`simreal study cartpole` and `simreal study sweep` (imports nothing heavy until run)."""
+"""`simreal study cartpole`, `sweep` and `entropy` (imports nothing heavy until run)."""
 from __future__ import annotations
 
 import argparse
@@ -42,7 +42,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default="runs/study_sweep", help="output directory")
     s.add_argument("--workers", type=_positive_int, default=1)
     s.add_argument("--config", default=None, help="study YAML (default configs/algos/cartpole.yaml)")
+    s.add_argument("--env", default=None, help="Gymnasium id to run instead of the config's env "
+                   "(e.g. simreal/DeepSea12-v0)")
     s.set_defaults(func=_run_sweep)
+
+    e = sub.add_parser("entropy", help="entropy bonus where exploration is hard: ent_coef x DeepSea sizes",
+                       description="Sweep the entropy coefficient on DeepSea chains (sparse, deceptive "
+                                   "reward) and count the seeds that learn to reach the reward.")
+    e.add_argument("--algo", default="a2c", choices=("a2c", "ppo_simreal"))
+    e.add_argument("--sizes", nargs="+", type=_positive_int, default=[6, 8, 10, 12],
+                   help="chain sizes N (default 6 8 10 12)")
+    e.add_argument("--values", nargs="+", type=float, default=[0.0, 0.01, 0.03, 0.1],
+                   help="ent_coef values (default 0 0.01 0.03 0.1)")
+    e.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0..N-1 (default 5)")
+    e.add_argument("--budget", type=_positive_int, default=100_000, help="env steps per run (default 100000)")
+    e.add_argument("--out", default="runs/study_entropy", help="output directory")
+    e.add_argument("--workers", type=_positive_int, default=1)
+    e.add_argument("--config", default=None, help="study YAML (default configs/algos/deep_sea.yaml)")
+    e.set_defaults(func=_run_entropy)
 
 
 def _run_cartpole(args: argparse.Namespace) -> int:
@@ -56,5 +73,12 @@ def _run_cartpole(args: argparse.Namespace) -> int:
 def _run_sweep(args: argparse.Namespace) -> int:
     from simreal.algos.study import study_sweep
     study_sweep(args.algo, args.param, args.values, seeds=args.seeds, budget=args.budget,
-                out=args.out, workers=args.workers, config=args.config)
+                out=args.out, workers=args.workers, config=args.config, env=args.env)
+    return 0
+
+
+def _run_entropy(args: argparse.Namespace) -> int:
+    from simreal.algos.entropy_study import study_entropy
+    study_entropy(args.algo, tuple(args.sizes), tuple(args.values), seeds=args.seeds, budget=args.budget,
+                  out=args.out, workers=args.workers, config=args.config)
     return 0

@@ -31,26 +31,56 @@ def curve_on_grid(ends: list[int], returns: list[float], grid: np.ndarray, smoot
     return np.where(idx >= 0, running[np.clip(idx, 0, None)], np.nan)
 
 
-def learning_curves(runs: list[dict], path: Path, budget: int, threshold: float | None = None) -> None:
+def _median_iqr(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and inter-quartile range across seeds (rows), ignoring seeds with no value yet."""
+    with warnings.catch_warnings():   # all-NaN columns before any seed's first episode
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q = np.nanpercentile(curves, [25, 50, 75], axis=0)
+    return q[1], q[0], q[2]
+
+
+def greedy_on_grid(points: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, mean greedy return) of a run's periodic evaluations."""
+    return (np.array([p["steps"] for p in points], dtype=float),
+            np.array([np.mean(p["returns"]) for p in points], dtype=float))
+
+
+def learning_curves(runs: list[dict], path: Path, budget: int, threshold: float | None = None,
+                    title: str = "CartPole-v1") -> None:
+    """One panel per algorithm on shared axes: the training running mean and the greedy
+    evaluations, each as the median across seeds with an inter-quartile band."""
     plt = _plt()
+    algos = list(dict.fromkeys(r["algo"] for r in runs))
+    cols = min(3, len(algos))
+    rows = -(-len(algos) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=100, sharex=True,
+                             sharey=True, squeeze=False)
     grid = np.linspace(0, budget, 300)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
-    for algo in dict.fromkeys(r["algo"] for r in runs):
-        curves = np.array([curve_on_grid(r["episode_end_steps"], r["episode_returns"], grid)
-                           for r in runs if r["algo"] == algo])
-        with warnings.catch_warnings():   # all-NaN columns before any seed's first episode
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
-        color = COLORS.get(algo)
-        ax.plot(grid, mean, label=f"{algo} ({len(curves)} seeds)", color=color, lw=1.6)
-        ax.fill_between(grid, np.clip(mean - std, 0, None), mean + std, color=color, alpha=0.15, lw=0)
-    if threshold is not None:
-        ax.axhline(threshold, color="k", ls=":", lw=1)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel(f"episode return ({SMOOTH}-episode running mean)")
-    ax.set_title("CartPole-v1: mean over seeds, band = ±1 std")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
+    for ax, algo in zip(axes.flat, algos):
+        rs = [r for r in runs if r["algo"] == algo]
+        color = COLORS.get(algo, "C0")
+        train = np.array([curve_on_grid(r["episode_end_steps"], r["episode_returns"], grid) for r in rs])
+        med, lo, hi = _median_iqr(train)
+        ax.plot(grid, med, color=color, lw=1.4, label=f"training, {SMOOTH}-episode mean")
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.18, lw=0)
+        evals = [greedy_on_grid(r["greedy_evals"]) for r in rs if r.get("greedy_evals")]
+        if evals and all(len(x) == len(evals[0][0]) for x, _ in evals):
+            x = evals[0][0]
+            med, lo, hi = _median_iqr(np.array([y for _, y in evals]))
+            ax.plot(x, med, color="k", lw=1.2, ls="--", marker=".", ms=4, label="greedy evaluation")
+            ax.fill_between(x, lo, hi, color="k", alpha=0.10, lw=0)
+        if threshold is not None:
+            ax.axhline(threshold, color="k", ls=":", lw=0.8)
+        ax.set_title(f"{algo} ({len(rs)} seeds)", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(algos):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("environment steps")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("episode return")
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{title}: median across seeds, band = inter-quartile range", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -94,6 +124,29 @@ def sweep(result: dict, path: Path) -> None:
     ax.set_ylabel("return")
     ax.set_title(f"{result['algo']}: sensitivity to {result['param']} "
                  f"({result['budget']:,} steps, dots = seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def entropy(result: dict, path: Path) -> None:
+    """Seeds whose final greedy policy reaches DeepSea's reward, against ent_coef, per chain size."""
+    plt = _plt()
+    rows = result["rows"]
+    values = sorted({r["ent_coef"] for r in rows})
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for i, n in enumerate(sorted({r["size"] for r in rows})):
+        rs = {r["ent_coef"]: r for r in rows if r["size"] == n}
+        y = [rs[v]["n_final_greedy_at_reward"] / rs[v]["n_seeds"] if v in rs else np.nan for v in values]
+        ax.plot(range(len(values)), y, marker="o", color=f"C{i}", label=f"N = {n}")
+    ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("ent_coef")
+    ax.set_ylabel("fraction of seeds reaching the reward (final greedy policy)")
+    ax.set_title(f"{result['algo']} on DeepSea-N, {result['budget']:,} steps, "
+                 f"{len(result['seeds'])} seeds", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

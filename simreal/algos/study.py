@@ -16,13 +16,18 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
+from simreal.algos.evaluation import GreedyEval, PeriodicEval, first_reaching, held_fraction, mean_at
 from simreal.errors import UserError
 from simreal.yamlfiles import config_dirs, read_mapping
+
+from simreal.algos import deep_sea
+
+deep_sea.register()     # the entropy study's task, by id, also in the worker processes
 
 OURS = ("reinforce", "reinforce_baseline", "a2c", "ppo_simreal")
 SB3 = {"dqn_sb3": "DQN", "ppo_sb3": "PPO"}
@@ -56,7 +61,19 @@ def load_study_config(path: str | Path | None = None) -> dict:
             raise StudyConfigError(f"{path}: algos.{name}: unknown algorithm; known: {list(STUDY_ALGOS)}")
         if ("config" in spec) == ("sb3" in spec) or ("sb3" in spec) != (name in SB3):
             raise StudyConfigError(f"{path}: algos.{name}: needs exactly one of 'config' (ours) or 'sb3'")
+    try:
+        cfg["greedy_eval"] = greedy_spec(cfg)
+    except (TypeError, ValueError) as e:
+        raise StudyConfigError(f"{path}: greedy_eval: {e}") from e
     return cfg
+
+
+def greedy_spec(cfg: dict) -> GreedyEval:
+    """The config's greedy_eval block (every, episodes, seed) as a GreedyEval; defaults if absent."""
+    g = cfg.get("greedy_eval") or {}
+    if isinstance(g, GreedyEval):
+        return g
+    return GreedyEval(**{k: int(v) for k, v in g.items()})
 
 
 def with_param(algo: str, spec: dict, param: str, value: float) -> dict:
@@ -95,6 +112,7 @@ class Tally:
     steps: int = 0
     ends: list[int] = field(default_factory=list)       # global step count at each episode's end
     returns: list[float] = field(default_factory=list)
+    on_step: Callable[[int], None] | None = None        # called with the new count after each step
 
 
 class TallyWrapper(gym.Wrapper):
@@ -110,73 +128,61 @@ class TallyWrapper(gym.Wrapper):
         obs, r, term, trunc, info = self.env.step(action)
         self.tally.steps += 1
         self.ret += float(r)
+        if self.tally.on_step is not None:
+            self.tally.on_step(self.tally.steps)
         if term or trunc:
             self.tally.ends.append(self.tally.steps)
             self.tally.returns.append(self.ret)
         return obs, r, term, trunc, info
 
 
-def run_one(algo: str, seed: int, budget: int, spec: dict, env_id: str = "CartPole-v1") -> dict:
-    """Train one algorithm on one seed for `budget` env steps; return its episode record."""
+def run_one(algo: str, seed: int, budget: int, spec: dict, env_id: str = "CartPole-v1",
+            greedy: GreedyEval = GreedyEval()) -> dict:
+    """Train one algorithm on one seed for `budget` env steps; return its episode record.
+
+    The greedy policy is evaluated every `greedy.every` steps while it trains ("greedy_evals")
+    and once more when training ends ("eval_returns"), on the same fixed episodes.
+    """
     import torch
     torch.set_num_threads(1)
-    tally = Tally()
+    periodic = PeriodicEval(env_id, greedy)
+    tally = Tally(on_step=periodic.on_step)
     n_envs = int(spec.get("n_envs", 1))
-    start = time.perf_counter()
+    begin = time.perf_counter()
     if algo in OURS:
-        from simreal.algos.api import learn
-        envs = [TallyWrapper(gym.make(env_id), tally) for _ in range(n_envs)]
-        agent = learn(algo, envs, budget, seed, spec["config"])
-        act = agent.predict
+        from simreal.algos.api import ALGOS, start
+        agent, envs = start(algo, [TallyWrapper(gym.make(env_id), tally) for _ in range(n_envs)],
+                            seed, spec["config"])
+        periodic.act = agent.predict
+        ALGOS[algo].train(agent, envs, budget, None)
     elif algo in SB3:
         import stable_baselines3 as sb3
         from stable_baselines3.common.vec_env import DummyVecEnv
         venv = DummyVecEnv([lambda: TallyWrapper(gym.make(env_id), tally) for _ in range(n_envs)])
         model = getattr(sb3, SB3[algo])("MlpPolicy", venv, seed=seed, verbose=0, device="cpu",
                                         **_sb3_kwargs(spec["sb3"]))
+        periodic.act = lambda obs: model.predict(obs, deterministic=True)[0]
         model.learn(total_timesteps=budget)
-        act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
     else:
         raise ValueError(f"unknown algo {algo!r}; choose from {STUDY_ALGOS}")
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - begin
     return {"algo": algo, "seed": seed, "budget": budget, "wall_time_s": wall,
             "steps": tally.steps, "episode_end_steps": tally.ends, "episode_returns": tally.returns,
-            "eval_returns": evaluate(act, env_id, EVAL_EPISODES, seed=10_000 + seed)}
-
-
-EVAL_EPISODES = 10
-
-
-def evaluate(act: Any, env_id: str, episodes: int, seed: int) -> list[float]:
-    """Returns of the greedy policy (no exploration noise, argmax / mean action) after training.
-
-    Training-time returns include exploration (DQN's epsilon, the policies' sampling), so this is
-    the fairer comparison of what each method learned.
-    """
-    env = gym.make(env_id)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(act(obs))
-            total += float(r)
-            done = term or trunc
-        returns.append(total)
-    return returns
+            "greedy_evals": periodic.points, "eval_returns": periodic.final(periodic.act)}
 
 
 def _run_job(job: tuple) -> dict:
     return run_one(*job)
 
 
-def run_jobs(jobs: list[tuple], workers: int = 1, log: Any = print) -> list[dict]:
-    """Run (algo, seed, budget, spec, env_id) jobs, sequentially or in a process pool."""
+def run_jobs(jobs: list[tuple], workers: int = 1, log: Any = print, threshold: float = 475.0,
+             window: int = 100) -> list[dict]:
+    """Run (algo, seed, budget, spec, env_id, greedy) jobs, sequentially or in a process pool."""
     results: list[dict] = []
 
     def done(r: dict) -> None:
         results.append(r)
-        s = solve_point(r["episode_end_steps"], r["episode_returns"])
+        s = solve_point(r["episode_end_steps"], r["episode_returns"], threshold, window)
         log(f"  {r['algo']:<19} seed {r['seed']}: {r['wall_time_s']:6.1f} s, "
             f"{len(r['episode_returns'])} episodes, "
             f"{'solved at step ' + str(s['steps']) if s else 'not solved'}")
@@ -228,7 +234,10 @@ def _mean_std(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
 
 
-def summarize(runs: list[dict], threshold: float, window: int) -> dict[str, dict]:
+def summarize(runs: list[dict], threshold: float, window: int,
+              report_at: int | None = None) -> dict[str, dict]:
+    """Per algorithm: the training-average figures, and the greedy-evaluation ones beside them
+    (first evaluation reaching `threshold`, the mean at `report_at` steps, each seed's best)."""
     by_algo: dict[str, list[dict]] = {}
     for r in runs:
         by_algo.setdefault(r["algo"], []).append(r)
@@ -249,6 +258,16 @@ def summarize(runs: list[dict], threshold: float, window: int) -> dict[str, dict
                                              if r.get("eval_returns")]),
             "wall_time_s": {"mean": float(np.mean(walls)), "std": float(np.std(walls))},
         }
+        curves = [r.get("greedy_evals") or [] for r in rs]
+        if any(curves):
+            reached = [s for s in (first_reaching(c, threshold) for c in curves) if s is not None]
+            at = [m for m in (mean_at(c, report_at) for c in curves) if m is not None] if report_at else []
+            peaks = [max(float(np.mean(p["returns"])) for p in c) for c in curves if c]
+            held = [h for h in (held_fraction(c, threshold) for c in curves) if h is not None]
+            out[algo]["greedy"] = {
+                "n_reached": len(reached), "steps_to_threshold": _spread(reached, len(rs)),
+                "report_at": report_at, "at_report": _mean_std(at), "peak": _mean_std(peaks),
+                "held_after_reaching": _mean_std(held), "final": out[algo]["greedy_eval_return"]}
     return out
 
 
@@ -330,6 +349,10 @@ def _fmt_spread(s: dict, n_solved: int, n: int, scale: float = 1.0, unit: str = 
     return text + (f" ({n_solved}/{n})" if n_solved < n else "")
 
 
+def _fmt_fraction(d: dict) -> str:
+    return "–" if d["mean"] is None else f"{100 * d['mean']:.0f}% (min {100 * min(d['per_seed']):.0f}%)"
+
+
 def _fmt_mean_std(d: dict | None) -> str:
     return "–" if not d or d["mean"] is None else f"{d['mean']:.1f} ± {d['std']:.1f}"
 
@@ -339,7 +362,7 @@ def results_table(summary: dict, gv: dict | None, threshold: float, window: int)
     gvar = {"reinforce": "reward_to_go", "reinforce_baseline": "baseline", "a2c": "actor_critic_nstep"}
     lines = [f"| algorithm | env steps to {window}-ep avg {threshold:g}, median [min–max] | "
              f"episodes to it | steps before the solving window | final {window}-ep avg return | "
-             f"greedy eval return ({EVAL_EPISODES} ep) | wall time (s) | gradient variance tr Cov |",
+             f"final greedy eval return | wall time (s) | gradient variance tr Cov |",
              "|---|---|---|---|---|---|---|---|"]
     for algo in [a for a in STUDY_ALGOS if a in summary]:
         s = summary[algo]
@@ -353,6 +376,21 @@ def results_table(summary: dict, gv: dict | None, threshold: float, window: int)
                      f"{s['final_avg_return']['mean']:.1f} ± {s['final_avg_return']['std']:.1f} | "
                      f"{_fmt_mean_std(s.get('greedy_eval_return'))} | "
                      f"{s['wall_time_s']['mean']:.0f} ± {s['wall_time_s']['std']:.0f} | {var} |")
+    return "\n".join(lines)
+
+
+def greedy_table(summary: dict, threshold: float, greedy: GreedyEval) -> str:
+    """Markdown table of the greedy evaluations taken while training (one row per algorithm)."""
+    at = next((s["greedy"]["report_at"] for s in summary.values() if "greedy" in s), None)
+    lines = [f"| algorithm | env steps to a greedy {threshold:g} (first of the evaluations every "
+             f"{greedy.every:,} steps), median [min–max] | greedy return at {at or 0:,} steps | "
+             f"best greedy evaluation | later evaluations still at {threshold:g} | "
+             f"final greedy eval return |", "|---|---|---|---|---|---|"]
+    for algo in [a for a in STUDY_ALGOS if a in summary and "greedy" in summary[a]]:
+        g, n = summary[algo]["greedy"], summary[algo]["n_seeds"]
+        lines.append(f"| {algo} | {_fmt_spread(g['steps_to_threshold'], g['n_reached'], n)} | "
+                     f"{_fmt_mean_std(g['at_report'])} | {_fmt_mean_std(g['peak'])} | "
+                     f"{_fmt_fraction(g['held_after_reaching'])} | {_fmt_mean_std(g['final'])} |")
     return "\n".join(lines)
 
 
@@ -396,8 +434,7 @@ def study_cartpole(seeds: int = 5, budget: int = 100_000, out: str | Path = "run
     threshold, window, env_id = float(cfg["threshold"]), int(cfg["window"]), cfg["env"]
 
     result: dict[str, Any] = {"env": env_id, "threshold": threshold, "window": window,
-                              "budget": budget, "seeds": list(range(seeds)), "nproc": os.cpu_count(),
-                              "config": cfg}
+                              "budget": budget, "seeds": list(range(seeds)), "nproc": os.cpu_count()}
     if theorem:
         from simreal.algos.toy_mdp import check_theorem
         log("policy-gradient theorem on a toy MDP (exact gradient vs Monte-Carlo estimators)")
@@ -406,12 +443,16 @@ def study_cartpole(seeds: int = 5, budget: int = 100_000, out: str | Path = "run
         log("gradient variance at fixed parameters")
         result["gradient_variance"] = gradient_variance_study(cfg, log)
 
-    log(f"training {len(algos)} algorithms x {seeds} seeds, {budget:,} env steps each")
-    jobs = [(a, s, budget, cfg["algos"][a], env_id) for a in algos for s in range(seeds)]
-    runs = run_jobs(jobs, workers, log)
+    greedy = cfg["greedy_eval"]
+    result["config"] = {**cfg, "greedy_eval": vars(greedy)}
+    log(f"training {len(algos)} algorithms x {seeds} seeds, {budget:,} env steps each "
+        f"(greedy evaluation every {greedy.every:,} steps, {greedy.episodes} episodes)")
+    jobs = [(a, s, budget, cfg["algos"][a], env_id, greedy) for a in algos for s in range(seeds)]
+    runs = run_jobs(jobs, workers, log, threshold, window)
     result["runs"] = runs
-    result["summary"] = summarize(runs, threshold, window)
+    result["summary"] = summarize(runs, threshold, window, cfg.get("report_at"))
     result["table"] = results_table(result["summary"], result.get("gradient_variance"), threshold, window)
+    result["greedy_table"] = greedy_table(result["summary"], threshold, greedy)
 
     (out / "results.json").write_text(json.dumps(result, indent=1))
     plots.learning_curves(runs, out / "learning_curves.png", budget, threshold)
@@ -419,6 +460,8 @@ def study_cartpole(seeds: int = 5, budget: int = 100_000, out: str | Path = "run
         plots.gradient_variance(result["gradient_variance"], out / "gradient_variance.png")
     log("")
     log(result["table"])
+    log("")
+    log(result["greedy_table"])
     if "gradient_variance" in result:
         log("")
         log(gradient_table(result["gradient_variance"]))
@@ -442,20 +485,24 @@ def sweep_summary(runs: list[dict], values: list[float], param: str, threshold: 
         rows.append({"value": v, "final_avg_return": finals, "mean": float(np.mean(finals)),
                      "std": float(np.std(finals)), "greedy_eval_return": _mean_std(greedy),
                      "n_solved": sum(s is not None for s in solved),
-                     "steps_to_threshold": [s["steps"] if s else None for s in solved]})
+                     "steps_to_threshold": [s["steps"] if s else None for s in solved],
+                     "greedy_steps_to_threshold": [first_reaching(r.get("greedy_evals") or [], threshold)
+                                                   for r in rs]})
     table = "\n".join(
         [f"| {param} | final {window}-ep avg return, mean ± std | per seed | greedy eval return "
-         f"({EVAL_EPISODES} ep) | solved |", "|---|---|---|---|---|"]
+         f"| greedy reached {threshold:g} | solved (training avg) |", "|---|---|---|---|---|---|"]
         + [f"| {r['value']:g} | {r['mean']:.1f} ± {r['std']:.1f} | "
            f"{', '.join(f'{x:.0f}' for x in r['final_avg_return'])} | "
-           f"{_fmt_mean_std(r['greedy_eval_return'])} | {r['n_solved']}/{len(r['final_avg_return'])} |"
+           f"{_fmt_mean_std(r['greedy_eval_return'])} | "
+           f"{sum(x is not None for x in r['greedy_steps_to_threshold'])}/{len(rs)} | "
+           f"{r['n_solved']}/{len(r['final_avg_return'])} |"
            for r in rows])
     return {"rows": rows, "table": table}
 
 
 def study_sweep(algo: str, param: str, values: list[float], seeds: int = 3, budget: int = 100_000,
                 out: str | Path = "runs/study_sweep", workers: int = 1, config: str | None = None,
-                log: Any = print) -> dict:
+                env: str | None = None, log: Any = print) -> dict:
     from simreal.algos import plots
 
     cfg = load_study_config(config)
@@ -465,19 +512,22 @@ def study_sweep(algo: str, param: str, values: list[float], seeds: int = 3, budg
         raise ValueError("--values needs at least one value")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    threshold, window, env_id = float(cfg["threshold"]), int(cfg["window"]), cfg["env"]
+    threshold, window, env_id = float(cfg["threshold"]), int(cfg["window"]), env or cfg["env"]
+    if env_id not in gym.registry:
+        raise StudyConfigError(f"--env {env_id!r}: no such Gymnasium environment")
     jobs, keys = [], []
     for v in values:
         spec = with_param(algo, cfg["algos"][algo], param, v)
         for s in range(seeds):
-            jobs.append((algo, s, budget, spec, env_id))
+            jobs.append((algo, s, budget, spec, env_id, cfg["greedy_eval"]))
             keys.append(v)
-    log(f"sweeping {algo} {param} over {values}, {seeds} seeds, {budget:,} env steps each")
-    runs = run_jobs(jobs, workers, log)
-    result = {"algo": algo, "param": param, "budget": budget, "seeds": list(range(seeds)),
+    log(f"sweeping {algo} {param} over {values} on {env_id}, {seeds} seeds, {budget:,} env steps each")
+    runs = run_jobs(jobs, workers, log, threshold, window)
+    result = {"algo": algo, "param": param, "env": env_id, "threshold": threshold,
+              "budget": budget, "seeds": list(range(seeds)),
               "runs": [{**r, "value": k} for r, k in zip(runs, keys)]}
     result.update(sweep_summary(result["runs"], values, param, threshold, window))
-    stem = f"sweep_{algo}_{param}"
+    stem = f"sweep_{algo}_{param}" + (f"_{env_id.split('/')[-1]}" if env else "")
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     plots.sweep(result, out / f"{stem}.png")
     log("")
