@@ -202,9 +202,9 @@ def test_deep_sea_pays_only_at_the_far_end_and_charges_every_step_towards_it(siz
 def test_a_random_policy_finds_deep_sea_at_the_stated_rate():
     import gymnasium as gym
 
-    from simreal.algos.deep_sea import uniform_success_probability
-    from simreal.algos.study import deep_sea   # noqa: F401 - registers the ids
+    from simreal.algos.deep_sea import register, uniform_success_probability
 
+    register()
     env = gym.make("simreal/DeepSea6-v0")
     env.action_space.seed(0)
     n, hits = 4_000, 0

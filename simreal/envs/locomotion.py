@@ -152,6 +152,11 @@ class LocomotionEnv(gym.Env):
         self._tilt_limit = np.deg2rad(spec.task.max_tilt_deg)
         self._terrain_edge = 0.85 * float(self.sim.model.hfield_size[0][0]) if self.sim.model.nhfield else np.inf
 
+    @property
+    def last_targets(self) -> np.ndarray:
+        """The joint targets the action pipeline made of the last action: what the runtime sends."""
+        return self._sent.copy()
+
     # --- curriculum hook ------------------------------------------------------------------------
     def set_randomization_scale(self, scale: float) -> None:
         self.randomization_scale = float(np.clip(scale, 0.0, 1.0))

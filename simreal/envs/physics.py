@@ -13,7 +13,7 @@ import numpy as np
 from simreal.envs import servo as servo_model
 from simreal.envs.arrays import sum_last
 from simreal.envs.servo import ServoParams
-from simreal.robot.observation import RobotState
+from simreal.robot.observation import RobotState, heading_of
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,7 @@ class Simulator:
 
     def heading(self) -> float:
         """Yaw of the base in the world frame (rad, -pi..pi): where the robot faces."""
-        w, x, y, z = self.data.xquat[self.base_id]
-        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+        return float(heading_of(self.data.xquat[self.base_id]))
 
     def base_quat(self) -> np.ndarray:
         return self.data.xquat[self.base_id].copy()

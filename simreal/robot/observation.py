@@ -53,6 +53,11 @@ class ObservationLayout:
     def size(self) -> int:
         return self.frame_size * self.history
 
+    def entry_names(self) -> list[str]:
+        """A name per observation entry, e.g. "joint_pos[3]" (newest frame) or "t-1.gyro[0]"."""
+        frame = [f"{t.name}[{i}]" for t in self.terms for i in range(t.size)]
+        return [n if h == 0 else f"t-{h}.{n}" for h in range(self.history) for n in frame]
+
     def to_dict(self) -> dict:
         return {"history": self.history,
                 "terms": [{"name": t.name, "size": t.size, "scale": t.scale} for t in self.terms]}
@@ -83,6 +88,17 @@ def gravity_in_body(quat: np.ndarray) -> np.ndarray:
     w, x, y, z = quat[..., 0], quat[..., 1], quat[..., 2], quat[..., 3]
     n2 = w * w + x * x + y * y + z * z
     return -np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), n2 - 2 * (x * x + y * y)], axis=-1) / n2[..., None]
+
+
+def heading_of(quat: np.ndarray) -> np.ndarray:
+    """Yaw (rad, -pi..pi) of the body's forward axis in the world: where the robot faces.
+
+    The same formula serves the simulator's true orientation and the robot's IMU quaternion,
+    so a gap between them is the robot's, not ours. Any leading batch shape: (4,) or (N, 4).
+    """
+    quat = np.asarray(quat, dtype=np.float64)
+    w, x, y, z = quat[..., 0], quat[..., 1], quat[..., 2], quat[..., 3]
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
 def observation_frame(state: RobotState, last_action: np.ndarray, command: np.ndarray,

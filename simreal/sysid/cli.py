@@ -1,4 +1,4 @@
-"""`simreal sysid record ROBOT --port PORT --out DIR` (import-light: registration only)."""
+"""`simreal sysid record|fit` and `simreal gap` (import-light: registration only)."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--write", action="store_true", help="apply the fitted ranges to robot.yaml")
     f.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    g = sub.add_parser("gap", help="the same policy and command on the robot (or mock) and in simulation: "
+                                   "velocity, heading, falls, per-joint lag, observation distance")
+    g.add_argument("bundle", help="policy bundle folder")
+    g.add_argument("--port", required=True, help="serial port or pyserial URL (the mock: `simreal mock-robot`)")
+    g.add_argument("--duration", type=positive_float, default=10.0, metavar="S", help="policy seconds (default 10)")
+    g.add_argument("--command", default=None, metavar="VX,YAW", help="velocity command, as for deploy")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="new folder for gap.json, the robot log, the sim trace and joints.png")
+    g.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    g.add_argument("--allow-pipeline-mismatch", action="store_true",
+                   help="run a bundle trained with a different action pipeline (as for deploy)")
+    g.add_argument("--yes", action="store_true", help="do not ask before turning torque on (real robots)")
+    g.set_defaults(func=run_gap)
 
 
 def run_record(args: argparse.Namespace) -> int:
@@ -88,3 +102,18 @@ def run_fit(args: argparse.Namespace) -> int:
     elif not args.json:
         print("(not written: pass --write to apply)", file=sys.stderr)
     return 0
+
+
+def run_gap(args: argparse.Namespace) -> int:
+    import json
+
+    from simreal.deploy.cli import confirm_torque, exit_code
+    from simreal.sysid.gap import format_report, gap
+
+    rep = gap(args.bundle, args.port, duration_s=args.duration, command=args.command, out=args.out,
+              confirm=(lambda info: True) if args.yes else confirm_torque,
+              allow_pipeline_mismatch=args.allow_pipeline_mismatch, notify=lambda s: print(s, file=sys.stderr))
+    print(json.dumps(rep) if args.json else format_report(rep))
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return exit_code(rep)        # a safe stop on the robot: 1 (130 for a signal), as for deploy
