@@ -47,14 +47,17 @@ def walking(tr: Trace) -> dict:
            "fell": tr.fell, "return": None if tr.ret is None else round(tr.ret, 4),
            "forward_velocity": None, "tracking_error": None, "progress_velocity": None,
            "privileged": tr.privileged}
-    if tr.forward_velocity is not None and tr.cycles:
+    if tr.forward_velocity is not None and tr.cycles:        # NaN: a cycle with no measurement
         v = np.asarray(tr.forward_velocity)
-        out["forward_velocity"] = round(float(v.mean()), 4)
-        out["tracking_error"] = round(float(np.abs(v - tr.command[0]).mean()), 4)
+        out["forward_velocity"] = round(float(np.nanmean(v)), 4)
+        out["tracking_error"] = round(float(np.nanmean(np.abs(v - tr.command[0]))), 4)
     if tr.position is not None and tr.cycles > 1:
-        d = tr.position[-1] - tr.position[0]
-        out["progress_velocity"] = round(float(d @ [math.cos(tr.heading[0]), math.sin(tr.heading[0])])
-                                         / seconds, 4)
+        seen = np.flatnonzero(np.isfinite(tr.position).all(axis=1))
+        if len(seen) > 1:
+            i, k = seen[0], seen[-1]
+            d = tr.position[k] - tr.position[i]
+            out["progress_velocity"] = round(float(d @ [math.cos(tr.heading[i]), math.sin(tr.heading[i])])
+                                             / ((k - i) * tr.period), 4)
     return out
 
 
