@@ -258,3 +258,23 @@ def test_gait_and_posture_terms_by_hand():
     standing = dataclasses.replace(q, command=np.array([0.0, 0.0]))
     _, terms = rewards.compute(standing, {"feet_air_time": 2.0, "single_support": 1.0})
     assert terms == {"feet_air_time": 0.0, "single_support": 0.0}
+
+
+def test_randomization_groups_cover_every_parameter_once_and_restrict_an_env():
+    from dataclasses import fields
+
+    from simreal.envs import randomization
+    from simreal.envs.randomization import GROUPS, DomainParams
+
+    named = [f for g in GROUPS.values() for f in g]
+    assert sorted(named) == sorted(f.name for f in fields(DomainParams))      # each exactly once
+    full = LocomotionEnv("quadruped", randomize=True)
+    act = LocomotionEnv("quadruped", randomize=True, randomize_groups=["actuators"])
+    full.reset(seed=3)
+    act.reset(seed=3)
+    assert act.params.friction == 1.0 and act.params.action_latency == 0 and not act.params.com_offset.any()
+    np.testing.assert_array_equal(act.params.kp_scale, full.params.kp_scale)   # the same draws, kept
+    assert full.params.friction != 1.0 and (act.params.kp_scale != 1.0).any()
+    with pytest.raises(ValueError, match="unknown group"):
+        LocomotionEnv("quadruped", randomize_groups=["gravity"])
+    assert randomization.check_groups(("terrain",)) == ("terrain",)

@@ -89,7 +89,8 @@ class LocomotionEnv(gym.Env):
     `randomization_scale` to 1 over that many of this env's steps, applied at each reset; set
     both through the training config's `env.kwargs`), `command_vx` / `command_yaw` (sampling
     ranges instead of robot.yaml's `task`, e.g. straight walking first, then turning, in a
-    two-stage training), `episode_seconds` (override),
+    two-stage training), `episode_seconds` (override), `randomize_groups` (randomize only these
+    groups of simreal.envs.randomization.GROUPS, the rest nominal: ablations),
     `render_mode` ("rgb_array" or "human"), `width` / `height` (rgb_array frames), `render_shadows`
     (off by default: on software OpenGL shadows and multisampling make a frame ~5x slower).
 
@@ -120,7 +121,8 @@ class LocomotionEnv(gym.Env):
                  curriculum_steps: int | None = None,
                  command_vx: tuple[float, float] | None = None,
                  command_yaw: tuple[float, float] | None = None,
-                 episode_seconds: float | None = None, render_mode: str | None = None,
+                 episode_seconds: float | None = None, randomize_groups: list[str] | None = None,
+                 render_mode: str | None = None,
                  width: int = 640, height: int = 480, render_shadows: bool = False):
         self.spec_robot: RobotSpec = robot if isinstance(robot, RobotSpec) else load_robot(robot)
         spec = self.spec_robot
@@ -128,6 +130,7 @@ class LocomotionEnv(gym.Env):
         self.sim = Simulator(spec)
         self.randomize = randomize
         self.randomization_scale = randomization_scale
+        self.randomize_groups = None if randomize_groups is None else randomization.check_groups(randomize_groups)
         self._curriculum = (randomization_scale, curriculum_steps) if curriculum_steps else None
         self.total_steps = 0
         self.fixed_command = None if command is None else np.asarray(command, dtype=np.float64)
@@ -191,6 +194,8 @@ class LocomotionEnv(gym.Env):
         if self.randomize:
             self.params = randomization.sample(spec.randomization, rng, n, self.sim.model.nbody - 1,
                                                self.randomization_scale)
+            if self.randomize_groups is not None:
+                self.params = randomization.only(self.params, self.randomize_groups, n, self.sim.model.nbody - 1)
         else:
             self.params = randomization.nominal(n, self.sim.model.nbody - 1)
         randomization.apply(self.sim, self.params, rng)

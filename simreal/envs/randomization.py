@@ -6,7 +6,7 @@ can start easy and widen. `nominal()` is the same structure with randomization o
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -79,6 +79,32 @@ def sample(cfg: RandomizationSpec, rng: np.random.Generator, n_joints: int, n_bo
         push_interval=float(rng.uniform(*cfg.push_interval_s)),
         terrain_height=u(cfg.terrain_height, 0.0),
     )
+
+
+# Named groups of DomainParams fields, for ablations ("each group alone"): every field is in one.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "dynamics": ("friction", "mass_scale", "torso_added_mass", "com_offset"),
+    "actuators": ("kp_scale", "kd_scale", "torque_scale", "velocity_limit_scale", "damping_scale",
+                  "frictionloss_scale", "armature_scale", "joint_offset"),
+    "latency": ("action_latency", "imu_latency"),
+    "sensors": ("noise", "imu_bias"),
+    "pushes": ("push_velocity", "push_interval"),
+    "terrain": ("terrain_height",),
+}
+
+
+def check_groups(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"randomize_groups: unknown group(s) {unknown}; known: {list(GROUPS)}")
+    return tuple(groups)
+
+
+def only(p: DomainParams, groups: tuple[str, ...], n_joints: int, n_bodies: int) -> DomainParams:
+    """`p` with every field outside `groups` set back to nominal (the draws are the same, so an
+    ablation sees the same randomized values for the groups it keeps)."""
+    keep = {f for g in check_groups(groups) for f in GROUPS[g]}
+    return replace(nominal(n_joints, n_bodies), **{f.name: getattr(p, f.name) for f in fields(p) if f.name in keep})
 
 
 def nominal(n_joints: int, n_bodies: int) -> DomainParams:
