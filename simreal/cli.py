@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "simreal.deploy.cli",    # deploy, log
     "simreal.sysid.cli",     # sysid record
     "simreal.faults.cli",    # faults: the fault matrix's drills
+    "simreal.sweep.cli",     # sweep: Ray Tune (the cluster extra)
     "simreal.demo",          # demo: mock robot + deploy, the main job without hardware
 ]
 

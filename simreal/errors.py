@@ -34,7 +34,7 @@ class MissingDependency(Exception):
 EXTRA_OF_MODULE = {
     "mujoco": "sim", "gymnasium": "sim", "imageio": "sim", "imageio_ffmpeg": "sim", "tqdm": "sim",
     "torch": "train", "stable_baselines3": "train", "sb3_contrib": "train", "onnx": "train",
-    "tensorboard": "train", "matplotlib": "plot", "ray": "sweep", "optuna": "sweep",
+    "tensorboard": "train", "matplotlib": "plot", "ray": "cluster", "optuna": "cluster",
 }
 
 

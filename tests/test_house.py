@@ -27,6 +27,7 @@ ALLOWED = {
     "train": BASE | {"robot", "bundle", "envs", "algos"},
     "export": BASE | {"robot", "bundle", "envs", "algos", "train"},
     "sysid": BASE | {"robot", "bundle", "envs", "deploy"},
+    "sweep": BASE | {"robot", "bundle", "envs", "train", "export", "mock", "deploy"},   # trains, exports, runs the mock
     "faults": BASE | {"robot", "bundle", "mock", "deploy", "train"},   # drills the layers below, as a user would
     "demo": BASE | {"robot", "bundle", "envs", "mock", "deploy", "train", "export", "cli"},
     "cli": BASE,                    # subcommand modules are found through COMMAND_MODULES at run time

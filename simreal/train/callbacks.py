@@ -270,7 +270,8 @@ class TrainHooks:
     def __init__(self, *, start_step: int, total: int, log: EpisodeLog, evals: EvalLog,
                  progress: Progress, clock: WallClock, eval_every: int, checkpoint_every: int,
                  evaluate: Callable[[], EvalResult], save_latest: Callable[[int], None],
-                 save_best: Callable[[int], None], on_eval: Callable[[], None] = lambda: None,
+                 save_best: Callable[[int], None],
+                 on_eval: Callable[[int, EvalResult], None] = lambda step, result: None,
                  should_stop: Callable[[], bool] = lambda: False):
         self.log, self.evals, self.progress, self.clock = log, evals, progress, clock
         self.total, self.eval_every, self.ckpt_every = total, eval_every, checkpoint_every
@@ -301,7 +302,7 @@ class TrainHooks:
             self.log.write_scalars(step, figures)
         if self.evals.add(step, self.clock.elapsed(), result):
             self.save_best(step)
-        self.on_eval()
+        self.on_eval(step, result)
         return result
 
     def on_safe_point(self, step: int) -> None:

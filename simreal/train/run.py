@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from simreal.errors import UserError
 from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, WallClock,
@@ -43,6 +43,8 @@ from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, 
 from simreal.train.checkpoint import Checkpoint, CheckpointStore, write_atomic
 from simreal.train.config import TrainConfig, dump_yaml, load_resolved
 from simreal.train.layout import RunPaths
+
+EvalHook = Callable[[int, Any], None]     # (step, EvalResult) after each periodic evaluation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -173,12 +175,14 @@ def _write_run_json(paths: RunPaths, cfg: TrainConfig, argv: list[str] | None, r
 
 
 def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
-          argv: list[str] | None = None, init_from: Path | None = None) -> Summary:
+          argv: list[str] | None = None, init_from: Path | None = None,
+          on_eval: EvalHook | None = None) -> Summary:
     """Start a new run in `out` (default runs/<robot>-<algo>-<time>-s<seed>).
 
     `init_from` (a run directory: its best checkpoint, else its latest; or a checkpoint folder)
     starts the network and observation statistics from another run, e.g. to fine-tune with a
     lower learning rate or harder randomization. Step counter, optimizer and schedules start fresh.
+    `on_eval(step, result)` sees every periodic evaluation (a sweep reports them to Ray).
     """
     from simreal.train.checkpoint import verify
     from simreal.train.snapshot import check_init_source, find_checkpoint
@@ -208,7 +212,7 @@ def train(cfg: TrainConfig, out: Path | None = None, *, progress: bool = True,
         "checkpoint": str(init.path.resolve()), "step": init.step,
         "config_sha256": source_state["config_sha256"]})
     try:
-        return _execute(paths, cfg, resume=False, progress=progress, init=init)
+        return _execute(paths, cfg, resume=False, progress=progress, init=init, on_eval=on_eval)
     except BaseException:
         _discard_if_unsaved(paths, created)
         raise
@@ -247,7 +251,7 @@ def _discard_if_unsaved(paths: RunPaths, created: bool) -> None:
 
 
 def resume(run_dir: Path, *, timesteps: int | None = None, progress: bool = True,
-           argv: list[str] | None = None) -> Summary:
+           argv: list[str] | None = None, on_eval: EvalHook | None = None) -> Summary:
     """Continue a run from its latest valid checkpoint, to `timesteps` if given (else its config's)."""
     paths = RunPaths(Path(run_dir))
     if not paths.config.is_file():
@@ -256,11 +260,12 @@ def resume(run_dir: Path, *, timesteps: int | None = None, progress: bool = True
     if timesteps is not None and timesteps != cfg.timesteps:
         cfg = cfg.model_copy(update={"timesteps": timesteps})
         write_atomic(paths.config, dump_yaml(cfg).encode())
-    return _execute(paths, cfg, resume=True, progress=progress, argv=argv)
+    return _execute(paths, cfg, resume=True, progress=progress, argv=argv, on_eval=on_eval)
 
 
 def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
-             argv: list[str] | None = None, init: Checkpoint | None = None) -> Summary:
+             argv: list[str] | None = None, init: Checkpoint | None = None,
+             on_eval: EvalHook | None = None) -> Summary:
     import torch
 
     from simreal.train.envs import eval_kwargs, make_single
@@ -314,8 +319,10 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
 
         last_plot = [time.monotonic()]
 
-        def replot() -> None:   # drawing takes ~1 s: at most once a minute while training
-            if time.monotonic() - last_plot[0] >= 60.0:
+        def after_eval(step: int, result) -> None:
+            if on_eval is not None:
+                on_eval(step, result)
+            if time.monotonic() - last_plot[0] >= 60.0:   # drawing takes ~1 s: at most once a minute
                 plot_learning_curve(paths.root, title, cfg.log.window)
                 last_plot[0] = time.monotonic()
 
@@ -325,7 +332,7 @@ def _execute(paths: RunPaths, cfg: TrainConfig, *, resume: bool, progress: bool,
             clock=clock, eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint.every,
             evaluate=evaluate, save_latest=save_latest,
             save_best=lambda step: save(best, step, full=False),
-            on_eval=replot,
+            on_eval=after_eval,
             should_stop=stop)
         session_start = time.monotonic()
         try:
