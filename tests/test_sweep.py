@@ -60,7 +60,8 @@ def test_a_grid_sweep_reports_every_trial_and_survives_a_failing_one(tmp_path, r
 
 def test_optuna_with_asha_runs_through(tmp_path, ray_installed):
     spec = _spec(tmp_path, search="optuna", num_samples=2, scheduler="asha", grace_steps=256,
-                 space={"hyperparams.learning_rate": {"loguniform": [1e-4, 1e-3]}})
+                 space={"hyperparams.learning_rate": {"loguniform": [1e-4, 1e-3]}},
+                 mock_eval={"profile": "worn", "seconds": 1.0})
     out = tmp_path / "out"
     r = run_simreal("sweep", spec, "--out", str(out), "--set", "timesteps=768", timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -68,6 +69,12 @@ def test_optuna_with_asha_runs_through(tmp_path, ray_installed):
     lrs = [float(row["hyperparams.learning_rate"]) for row in rows]
     assert len(rows) == 2 and all(1e-4 <= x <= 1e-3 for x in lrs) and lrs[0] != lrs[1]
     assert json.loads((out / "spec.json").read_text())["timesteps"] == 768        # --set applied
+    done = [row for row in rows if row["status"] == "done"]          # ASHA may have stopped one
+    assert done
+    for row in done:             # exported and walked on the lockstep mock under `worn`
+        assert abs(float(row["mock_velocity"])) < 1.0 and row["mock_fell"] in ("0.0", "1.0")
+        assert (out / "trials" / row["trial"] / "bundle" / "policy.onnx").is_file()
+        assert (out / "trials" / row["trial"] / "mock-worn.jsonl").is_file()
 
 
 @pytest.mark.parametrize("space, needle", [

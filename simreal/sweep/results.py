@@ -25,7 +25,8 @@ def trial_rows(spec: SweepSpec, trials: list[dict[str, Any]]) -> list[dict[str, 
         params = {k: t["config"][k] for k in spec.space}
         m = t.get("metrics") or {}
         row = {"trial": trial_name(params, t["config"][SEED_KEY]), "seed": t["config"][SEED_KEY], **params,
-               "status": "failed" if t.get("error") else "done" if m.get("done") else "stopped",
+               # stopped: ended early by the scheduler (ASHA), so its figures are from part of the run
+               "status": "failed" if t.get("error") else "done" if m.get("finished") else "stopped",
                **{f: m.get(f) for f in FIGURES}, "error": (t.get("error") or "")[:200]}
         rows.append(row)
     return rows
@@ -36,10 +37,10 @@ def _key(row: dict, spec: SweepSpec) -> str:
 
 
 def best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The swept values with the best mean metric over their seeds (failed trials excluded)."""
+    """The swept values with the best mean metric over their seeds (trials that ran to the end)."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        if r["status"] != "failed" and _finite(r.get(spec.metric)):
+        if r["status"] == "done" and _finite(r.get(spec.metric)):
             groups.setdefault(_key(r, spec), []).append(r)
     if not groups:
         return None

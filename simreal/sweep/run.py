@@ -90,7 +90,9 @@ def _tune_config(spec: SweepSpec, tune: Any, max_concurrent: int | None) -> Any:
         search_alg = OptunaSearch(seed=spec.seeds[0])
     if spec.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
-        scheduler = ASHAScheduler(time_attr="timesteps", max_t=spec.timesteps,
+        # max_t past the budget: a trial reaching its last evaluation is not stopped before
+        # its final report (and mock evaluation)
+        scheduler = ASHAScheduler(time_attr="timesteps", max_t=2 * spec.timesteps,
                                   grace_period=max(1, spec.grace_steps))
     return tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler,
                            num_samples=1 if spec.search == "grid" else spec.num_samples,

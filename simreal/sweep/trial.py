@@ -53,7 +53,7 @@ def run_trial(config: dict[str, Any], spec: SweepSpec, out: Path, report: Any) -
         summary = resume(run_dir, timesteps=spec.timesteps, progress=False, on_eval=on_eval)
     else:
         summary = train(trial_config(spec, params, seed), run_dir, progress=False, on_eval=on_eval)
-    final = {**last, "timesteps": int(summary.timesteps), "run_dir": str(run_dir), "done": True}
+    final = {**last, "timesteps": int(summary.timesteps), "run_dir": str(run_dir), "finished": True}
     if spec.mock_eval is not None:
         final.update(mock_evaluation(run_dir, spec.mock_eval.profile, spec.mock_eval.seconds))
     report(final)
