@@ -31,7 +31,8 @@ def ray_installed():
 def test_a_grid_sweep_reports_every_trial_and_survives_a_failing_one(tmp_path, ray_installed):
     spec = _spec(tmp_path, space={"hyperparams.learning_rate": {"grid": [1e-4, 1e-3]},
                                   # an unknown group: the env refuses it when the trial builds it
-                                  "env.kwargs.randomize_groups": {"grid": [None, ["gravity"]]}})
+                                  "env.kwargs.randomize_groups": {"grid": [None, ["gravity"]]}},
+                 metric="mock_velocity", mock_eval={"profile": "nominal", "seconds": 1.0})
     out = tmp_path / "out"
     r = run_simreal("sweep", spec, "--out", str(out), timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -39,7 +40,8 @@ def test_a_grid_sweep_reports_every_trial_and_survives_a_failing_one(tmp_path, r
     assert len(rows) == 4
     assert sorted(row["status"] for row in rows) == ["done", "done", "failed", "failed"]
     assert all(row["status"] == "failed" for row in rows if "gravity" in row["env.kwargs.randomize_groups"])
-    assert all(float(row["eval_return"]) > 0 and row["timesteps"] == "512" for row in rows if row["status"] == "done")
+    assert all(float(row["eval_return"]) > 0 and row["timesteps"] == "512" and row["mock_velocity"] != ""
+               for row in rows if row["status"] == "done")
     assert "4 trials (2 failed)" in r.stdout
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["robot"] == "quadruped" and best["hyperparams"]["learning_rate"] in (1e-4, 1e-3)

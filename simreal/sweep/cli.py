@@ -10,7 +10,8 @@ from simreal.cliargs import positive_int
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="hyperparameter / randomization sweeps and many seeds on Ray Tune",
                        description="Each trial is an ordinary `simreal train` run under OUT/trials/. "
-                                   "See docs/cluster.md.")
+                                   "See docs/cluster.md. Exits 1 when no trial ran to the end with a "
+                                   "finite metric (nothing to call best).")
     p.add_argument("spec", metavar="SPEC.yaml", help="sweep spec (examples in configs/sweeps/)")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (default: start a local one)")
     p.add_argument("--out", default=None, metavar="DIR", help="results folder (default runs/sweep-<spec name>)")

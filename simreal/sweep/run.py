@@ -16,7 +16,7 @@ from typing import Any, Callable
 from simreal.errors import UserError
 from simreal.sweep import results
 from simreal.sweep.spec import SweepSpec
-from simreal.sweep.trial import SEED_KEY, run_trial
+from simreal.sweep.trial import SEED_KEY, run_trial, trial_name
 
 EXPERIMENT = "tune"
 
@@ -66,7 +66,7 @@ def sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, max_c
     trials, histories = [], {}
     for r in grid:
         trials.append({"config": r.config, "metrics": r.metrics, "error": None if r.error is None else str(r.error)})
-        name = results.trial_rows(spec, trials[-1:])[0]["trial"]
+        name = trial_name({k: r.config[k] for k in spec.space}, r.config[SEED_KEY])
         df = r.metrics_dataframe
         histories[name] = [] if df is None else df.to_dict("records")
     rows = results.trial_rows(spec, trials)

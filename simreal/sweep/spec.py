@@ -80,8 +80,7 @@ class Dimension(_Strict):
 
     def probes(self) -> list[Any]:
         """Values that must all make a valid training config: every listed value, or both bounds."""
-        v = getattr(self, self.kind)
-        return list(v)
+        return list(getattr(self, self.kind))
 
 
 class MockEval(_Strict):
