@@ -44,7 +44,7 @@ def summarize_entropy(runs: list[dict], threshold: float) -> list[dict]:
     return rows
 
 
-def entropy_table(rows: list[dict], budget: int) -> str:
+def entropy_table(rows: list[dict]) -> str:
     lines = ["| chain size N | random policy finds it (per episode) | ent_coef | seeds whose final greedy "
              "policy reaches the reward | training episodes that reached it, per seed | env steps until "
              "the greedy policy first reaches it, median [min–max] | final 100-ep avg return |",
@@ -90,7 +90,7 @@ def study_entropy(algo: str = "a2c", sizes: tuple[int, ...] = DEFAULT_SIZES,
     rows = summarize_entropy(runs, threshold)
     result = {"algo": algo, "budget": budget, "seeds": list(range(seeds)), "threshold": threshold,
               "config": {**cfg, "greedy_eval": vars(cfg["greedy_eval"])}, "runs": runs, "rows": rows,
-              "table": entropy_table(rows, budget)}
+              "table": entropy_table(rows)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"entropy_{algo}.json").write_text(json.dumps(result, indent=1))

@@ -21,11 +21,10 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from simreal.algos import deep_sea
 from simreal.algos.evaluation import GreedyEval, PeriodicEval, first_reaching, held_fraction, mean_at
 from simreal.errors import UserError
 from simreal.yamlfiles import config_dirs, read_mapping
-
-from simreal.algos import deep_sea
 
 deep_sea.register()     # the entropy study's task, by id, also in the worker processes
 
