@@ -100,7 +100,7 @@ def plot(spec: SweepSpec, rows: list[dict[str, Any]], histories: dict[str, list[
             ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel(spec.metric)
-        ax.set_title(f"{spec.robot} {spec.algo}: {spec.metric} against {key} (dots: trials)", fontsize=9)
+        ax.set_title(f"{spec.robot} {spec.algo}, one dot per trial", fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"metric_vs_{key.replace('.', '_')}.png"
