@@ -97,6 +97,21 @@ def test_fit_recovers_the_mocks_servo_gains_and_its_link_delay(recording):
     assert lo < TRUE["kp_scale"] < hi and hi - lo < 0.5 and r["written"] is False
 
 
+def test_fit_recovers_an_injected_whole_cycle_action_delay(tmp_path):
+    # The mock applies each COMMAND's targets one frame late (gap action_delay=1): the fit must
+    # find one control step (4 physics steps) and the nominal gains within 10%.
+    out = tmp_path / "rec"
+    with spawn("quadruped", gap="action_delay=1", lockstep=True, extra_args=["--hoisted"]) as m:
+        p = _run("quadruped", "--port", m.port, "--out", str(out), "--step-s", "0.3", "--chirp-s", "0.6")
+    assert p.returncode == 0, p.stderr[-2000:]
+    p = _fit(str(out), "--robot", "quadruped", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout)
+    assert r["action_latency_steps"] == 1 and abs(r["delay_physics_steps"] - 4) <= 1, r["rms_by_delay"]
+    for name in ("kp_scale", "kd_scale"):
+        assert r["estimates"][name]["value"] == pytest.approx(1.0, rel=0.10), r["estimates"]
+
+
 def test_fit_writes_the_ranges_only_with_write(recording, tmp_path):
     import shutil
 

@@ -58,6 +58,9 @@ class GapProfile(BaseModel):
     encoder_ticks_per_rev: Optional[int] = Field(default=None, gt=0)   # None: robot.yaml's value
     # --- mock-only: not part of training's randomization -----------------------------------------
     backlash: float = Field(default=0.0, ge=0)          # rad, total gear play (see MockRobot)
+    # whole-frame action delay: each COMMAND's targets reach the servos with the COMMAND this many
+    # frames later (firmware that applies the previous frame); training's action_latency_steps
+    action_delay: int = Field(default=0, ge=0, le=8)
     latency: float = Field(default=0.0005, ge=0)        # s, request received -> state measured
     jitter: float = Field(default=0.0, ge=0)            # s, extra delay ~ U(0, jitter) per reply
     baudrate: Optional[int] = Field(default=None, gt=0)  # wire time; None: robot.yaml's serial.baudrate

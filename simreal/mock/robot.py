@@ -103,7 +103,7 @@ class MockRobot:
         self.holding = False
         self.kp_scale = np.ones(n)
         self.kd_scale = np.ones(n)
-        self.servo_target = self._encoders()
+        self._retarget_measured()
         self._servo_key: tuple | None = None
         self._program_servos()
         # flags
@@ -213,6 +213,12 @@ class MockRobot:
         servo_model.write_to_model(self.sim.model, self.sim.act_idx, self.sim.dof_idx,
                                    servo_model.ServoParams(kp, kd, s.torque_limit, s.velocity_limit),
                                    self.sim.joint_damping)
+
+    def _retarget_measured(self) -> None:
+        """Servo targets := the measured pose; commands still in the firmware's queue are dropped."""
+        self.servo_target = self._encoders()
+        self._queued = collections.deque([self.servo_target] * (self.gap.action_delay + 1),
+                                         maxlen=self.gap.action_delay + 1)
 
     def _drive(self, q: np.ndarray) -> None:
         """New commanded targets through the gear play (backlash) to the servo."""
@@ -336,7 +342,9 @@ class MockRobot:
         self.kp_scale, self.kd_scale = kp, kd
         if self.mode == "position":
             self.holding = False
-            self._drive(np.clip(q, self.spec.joint_min, self.spec.joint_max))
+            # gap.action_delay: the servos take the target of the COMMAND that many frames back
+            self._queued.append(np.clip(q, self.spec.joint_min, self.spec.joint_max))
+            self._drive(self._queued[0])
         self._program_servos()
         return None
 
@@ -352,12 +360,12 @@ class MockRobot:
         self.watchdog_tripped = False
         self._watchdog_off_at = math.inf
         self.kp_scale = self.kd_scale = np.ones(self.spec.n_joints)
-        self.servo_target = self._encoders()
+        self._retarget_measured()
         self._set_mode("position")
         return None
 
     def _hold(self, m: P.Hold) -> None:
-        self.servo_target = self._encoders()
+        self._retarget_measured()
         if self.mode != "off":
             self._set_mode("position")
             self.holding = True
@@ -400,7 +408,7 @@ class MockRobot:
             mujoco.mj_forward(self.sim.model, self.sim.data)
         if self.options.hoisted:
             self.sim.hoist()
-        self.servo_target = self._encoders()
+        self._retarget_measured()
         self.holding = False
         self.fallen = self._is_fallen()
         return None
