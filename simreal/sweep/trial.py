@@ -24,12 +24,12 @@ def trial_name(params: dict[str, Any], seed: int) -> str:
     return f"{digest}-s{seed}"
 
 
-def eval_metrics(step: int, result: Any) -> dict[str, float]:
-    d = result.to_dict()
-    out = {"timesteps": int(step), "eval_return": d["mean_return"],
-           "eval_forward_velocity": d["mean_forward_velocity"],
-           "eval_progress_velocity": d["mean_progress_velocity"],
-           "eval_tracking_error": d["mean_tracking_error"], "eval_fall_rate": d["fall_rate"]}
+def eval_metrics(step: int, d: dict[str, Any]) -> dict[str, float]:
+    """The reported figures from an evaluation's EvalResult.to_dict()."""
+    out = {"timesteps": int(step), "eval_return": d.get("mean_return"),
+           "eval_forward_velocity": d.get("mean_forward_velocity"),
+           "eval_progress_velocity": d.get("mean_progress_velocity"),
+           "eval_tracking_error": d.get("mean_tracking_error"), "eval_fall_rate": d.get("fall_rate")}
     out["mock_velocity"] = None      # measured after training (mock_eval); every report has every metric
     return {k: (math.nan if v is None else float(v)) for k, v in out.items()}
 
@@ -47,18 +47,31 @@ def run_trial(config: dict[str, Any], spec: SweepSpec, out: Path, report: Any) -
 
     def on_eval(step: int, result: Any) -> None:
         last.clear()
-        last.update(eval_metrics(step, result))
+        last.update(eval_metrics(step, result.to_dict()))
         report(dict(last))
 
     if RunPaths(run_dir).config.is_file():
         summary = resume(run_dir, timesteps=spec.timesteps, progress=False, on_eval=on_eval)
     else:
         summary = train(trial_config(spec, params, seed), run_dir, progress=False, on_eval=on_eval)
+    if not last:        # a run already complete when started again: its recorded last evaluation
+        last.update(eval_metrics(summary.timesteps, summary.final_eval or last_recorded_eval(run_dir)))
     final = {**last, "timesteps": int(summary.timesteps), "run_dir": str(run_dir), "finished": True}
     if spec.mock_eval is not None:
         final.update(mock_evaluation(run_dir, spec.mock_eval.profile, spec.mock_eval.seconds))
     report(final)
     return final
+
+
+def last_recorded_eval(run_dir: Path) -> dict[str, Any]:
+    """The last row of the run's evaluations.csv as EvalResult.to_dict() keys ({} if none)."""
+    import csv
+
+    from simreal.train.layout import RunPaths
+
+    path = RunPaths(run_dir).evaluations
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
 
 
 def mock_evaluation(run_dir: Path, profile: str, seconds: float) -> dict[str, Any]:
