@@ -122,9 +122,9 @@ def test_a_trial_started_again_continues_its_run(tmp_path):
     assert [m["timesteps"] for m in first] == [256, 256]                    # one evaluation, then the end
     assert [m["timesteps"] for m in second] == [512, 512]                   # 256 is not trained again
     assert final["run_dir"] == first[-1]["run_dir"]
+    run = json.loads((tmp_path / "out" / "trials" / final["run_dir"].split("/")[-1] / "run.json").read_text())
+    assert len(run["sessions"]) == 2 and run["sessions"][1]["resumed_from_step"] == 256
     done = []                                   # complete already: no training, the recorded figures
     again = run_trial(config, longer, tmp_path / "out", done.append)
     assert len(done) == 1 and again["eval_return"] == pytest.approx(final["eval_return"], rel=1e-4)
     assert again["timesteps"] == 512
-    run = json.loads((tmp_path / "out" / "trials" / final["run_dir"].split("/")[-1] / "run.json").read_text())
-    assert len(run["sessions"]) == 2 and run["sessions"][1]["resumed_from_step"] == 256
