@@ -14,17 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from simreal.algos.study import StudyConfigError, _spread, load_study_config, run_jobs, with_param
-from simreal.yamlfiles import config_dirs
+from simreal.algos.evaluation import first_reaching
+from simreal.algos.study import (StudyConfigError, load_study_config, run_jobs, spread, study_config_path,
+                                 with_param)
 
 DEFAULT_SIZES = (6, 8, 10, 12)
 DEFAULT_VALUES = (0.0, 0.01, 0.03, 0.1)
-
-
-def deep_sea_config() -> Path:
-    """configs/algos/deep_sea.yaml in a checkout, or the installed copy."""
-    return next((d / "algos" / "deep_sea.yaml" for d in config_dirs()
-                 if (d / "algos" / "deep_sea.yaml").is_file()))
 
 
 def summarize_entropy(runs: list[dict], threshold: float) -> list[dict]:
@@ -34,12 +29,11 @@ def summarize_entropy(runs: list[dict], threshold: float) -> list[dict]:
         rs = [r for r in runs if (r["size"], r["value"]) == key]
         final_ok = [float(np.mean(r["eval_returns"])) >= threshold for r in rs]
         found = [sum(x >= threshold for x in r["episode_returns"]) for r in rs]
-        first = [next((p["steps"] for p in r["greedy_evals"] if np.mean(p["returns"]) >= threshold), None)
-                 for r in rs]
+        first = [first_reaching(r["greedy_evals"], threshold) for r in rs]
         rows.append({"size": key[0], "ent_coef": key[1], "n_seeds": len(rs),
                      "n_final_greedy_at_reward": int(sum(final_ok)),
                      "episodes_at_reward": found,
-                     "greedy_first_at_reward": _spread([f for f in first if f is not None], len(rs)),
+                     "greedy_first_at_reward": spread([f for f in first if f is not None], len(rs)),
                      "final_avg_return": float(np.mean([np.mean(r["episode_returns"][-100:]) for r in rs]))})
     return rows
 
@@ -68,7 +62,7 @@ def study_entropy(algo: str = "a2c", sizes: tuple[int, ...] = DEFAULT_SIZES,
     from simreal.algos import plots
     from simreal.algos.deep_sea import SIZES
 
-    cfg = load_study_config(config or deep_sea_config())
+    cfg = load_study_config(config or study_config_path("deep_sea.yaml"))
     if algo not in cfg["algos"]:
         raise StudyConfigError(f"--algo {algo!r} has no entry in {config or 'deep_sea.yaml'}; "
                          f"known: {list(cfg['algos'])}")

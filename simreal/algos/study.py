@@ -42,12 +42,15 @@ class StudyConfigError(UserError, ValueError):
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
+def study_config_path(name: str = "cartpole.yaml") -> Path:
+    """configs/algos/NAME in a checkout, or the installed copy (simreal._configs)."""
+    return next((d / "algos" / name for d in config_dirs() if (d / "algos" / name).is_file()),
+                DEFAULT_CONFIG.with_name(name))
+
+
 def load_study_config(path: str | Path | None = None) -> dict:
     """The study's YAML (configs/algos/cartpole.yaml by default, or the installed copy)."""
-    if path is None:    # configs/ in a checkout, or the installed copy (simreal._configs)
-        path = next((d / "algos" / "cartpole.yaml" for d in config_dirs()
-                     if (d / "algos" / "cartpole.yaml").is_file()), DEFAULT_CONFIG)
-    path = Path(path)
+    path = Path(path) if path is not None else study_config_path()
     try:
         cfg = read_mapping(path, StudyConfigError)
     except OSError as e:
@@ -70,8 +73,6 @@ def load_study_config(path: str | Path | None = None) -> dict:
 def greedy_spec(cfg: dict) -> GreedyEval:
     """The config's greedy_eval block (every, episodes, seed) as a GreedyEval; defaults if absent."""
     g = cfg.get("greedy_eval") or {}
-    if isinstance(g, GreedyEval):
-        return g
     return GreedyEval(**{k: int(v) for k, v in g.items()})
 
 
@@ -219,7 +220,7 @@ def solve_point(ends: list[int], returns: list[float], threshold: float = 475.0,
             "window_start_steps": int(ends[i - 1]) if i > 0 else 0}
 
 
-def _spread(values: list[float], n_runs: int) -> dict:
+def spread(values: list[float], n_runs: int) -> dict:
     """Median over all runs, counting a run that never got there as +inf; min and max of the rest."""
     padded = sorted(values) + [math.inf] * (n_runs - len(values))
     median = float(np.median(padded)) if padded else math.inf
@@ -248,9 +249,9 @@ def summarize(runs: list[dict], threshold: float, window: int,
         walls = [r["wall_time_s"] for r in rs]
         out[algo] = {
             "n_seeds": len(rs), "n_solved": len(solved),
-            "steps_to_threshold": _spread([s["steps"] for s in solved], len(rs)),
-            "episodes_to_threshold": _spread([s["episodes"] for s in solved], len(rs)),
-            "window_start_steps": _spread([s["window_start_steps"] for s in solved], len(rs)),
+            "steps_to_threshold": spread([s["steps"] for s in solved], len(rs)),
+            "episodes_to_threshold": spread([s["episodes"] for s in solved], len(rs)),
+            "window_start_steps": spread([s["window_start_steps"] for s in solved], len(rs)),
             "final_avg_return": {"mean": float(np.mean(finals)), "std": float(np.std(finals)),
                                  "per_seed": finals},
             "greedy_eval_return": _mean_std([float(np.mean(r["eval_returns"])) for r in rs
@@ -264,7 +265,7 @@ def summarize(runs: list[dict], threshold: float, window: int,
             peaks = [max(float(np.mean(p["returns"])) for p in c) for c in curves if c]
             held = [h for h in (held_fraction(c, threshold) for c in curves) if h is not None]
             out[algo]["greedy"] = {
-                "n_reached": len(reached), "steps_to_threshold": _spread(reached, len(rs)),
+                "n_reached": len(reached), "steps_to_threshold": spread(reached, len(rs)),
                 "report_at": report_at, "at_report": _mean_std(at), "peak": _mean_std(peaks),
                 "held_after_reaching": _mean_std(held), "final": out[algo]["greedy_eval_return"]}
     return out
