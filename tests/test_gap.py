@@ -69,6 +69,14 @@ def test_gap_refuses_bad_arguments_before_torque(tmp_path):
     assert not (tmp_path / "new").exists() and not (tmp_path / "new.partial").exists()
 
 
+def test_a_safe_stop_before_the_policy_is_one_line_and_exit_1(tmp_path):
+    with spawn("quadruped", gap="nominal", faults="estop_at=0.2", lockstep=True) as m:
+        p = _gap(m.port, "--out", str(tmp_path / "g"))
+    assert p.returncode == 1 and "ran no policy cycle" in p.stderr and "safe stop" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and not (tmp_path / "g").exists()
+    assert not (tmp_path / "g.partial").exists()
+
+
 def test_lag_is_found_to_a_fraction_of_a_cycle():
     t = np.arange(400)
     target = np.sin(2 * np.pi * t / 37) + 0.5 * np.sin(2 * np.pi * t / 11)

@@ -15,6 +15,7 @@ than guessed. The return needs the reward's privileged terms, so it is the simul
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -23,21 +24,31 @@ from typing import Any, Callable
 
 import numpy as np
 
+from simreal.errors import EXIT_SAFETY_STOP, UserError
 from simreal.sysid import gap_metrics as M
 
 ROBOT_LOG = "robot.jsonl"
+
+
+class NothingToCompare(UserError):
+    """The robot never reached the policy (a safe stop during start-up): one line, exit 1."""
+
+    exit_code = EXIT_SAFETY_STOP
 
 
 def robot_trace(log_path: str | Path, period: float, command: tuple[float, float]) -> M.Trace:
     """The policy phase of a deploy run log as a Trace (velocity from the mock's ground truth
     when the log has it on every cycle)."""
     from simreal.deploy.runlog import read_log
+    from simreal.deploy.safety import TILT
     from simreal.robot.observation import heading_of
 
     log = read_log(log_path)
     cyc = [c for c in log.cycles if c.get("phase") == "policy" and "obs" in c and "sent" in c and "state" in c]
     if not cyc:
-        raise ValueError(f"{log_path}: no policy cycle was run")
+        trips = log.events_of("trip")
+        why = f" (safe stop: {trips[0].get('cause')}: {trips[0].get('detail')})" if trips else ""
+        raise NothingToCompare(f"{log_path}: the robot ran no policy cycle{why}; nothing to compare")
     heading = heading_of(np.array([c["state"]["quat"] for c in cyc]))
     truth = [c.get("truth") for c in cyc]
     vel = pos = None
@@ -46,7 +57,7 @@ def robot_trace(log_path: str | Path, period: float, command: tuple[float, float
         vel = v[:, 0] * np.cos(heading) + v[:, 1] * np.sin(heading)
         pos = np.array([t["pos"][:2] if t else (np.nan, np.nan) for t in truth])
     fell = any(t is not None and t.get("fallen") for t in truth) or any(
-        e.get("cause") == "tilt" for e in log.events_of("trip"))
+        e.get("cause") == TILT for e in log.events_of("trip"))
     return M.Trace("robot", period, command, np.array([c["state"]["q"] for c in cyc]),
                    np.array([c["sent"] for c in cyc]), np.array([c["obs"] for c in cyc]), heading,
                    vel, pos, bool(fell), None, privileged=vel is not None)
@@ -57,7 +68,7 @@ def sim_trace(policy: Any, cycles: int, command: tuple[float, float], seed: int 
     from simreal.envs.registration import make_env
 
     robot = policy.contract.robot
-    env = make_env(robot, randomize=False, command=command, seed=None,
+    env = make_env(robot, randomize=False, command=command,
                    episode_seconds=(cycles + 2) * policy.contract.control_period)
     u = env.unwrapped
     obs, _ = env.reset(seed=seed)
@@ -89,9 +100,8 @@ def sim_trace(policy: Any, cycles: int, command: tuple[float, float], seed: int 
 def compare(robot: M.Trace, sim: M.Trace, joint_names: list[str], obs_names: list[str]) -> dict:
     n = min(robot.cycles, sim.cycles)       # a fall ends one side early: compare the common part
     rw, sw = M.walking(robot), M.walking(sim)
-    cut = lambda t: M.Trace(t.source, t.period, t.command, t.q[:n], t.sent[:n], t.obs[:n],  # noqa: E731
-                            t.heading[:n], None, None, t.fell)
-    r, s = cut(robot), cut(sim)
+    r, s = (dataclasses.replace(t, q=t.q[:n], sent=t.sent[:n], obs=t.obs[:n], heading=t.heading[:n])
+            for t in (robot, sim))
     return {
         "robot": rw, "sim": sw,
         "velocity_ratio": M.ratio(rw["forward_velocity"], sw["forward_velocity"]),
