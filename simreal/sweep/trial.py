@@ -58,7 +58,7 @@ def run_trial(config: dict[str, Any], spec: SweepSpec, out: Path, report: Any) -
         last.update(eval_metrics(summary.timesteps, summary.final_eval or last_recorded_eval(run_dir)))
     final = {**last, "timesteps": int(summary.timesteps), "run_dir": str(run_dir), "finished": True}
     if spec.mock_eval is not None:
-        final.update(mock_evaluation(run_dir, spec.mock_eval.profile, spec.mock_eval.seconds))
+        final.update(mock_evaluation(run_dir, spec.robot, spec.mock_eval.profile, spec.mock_eval.seconds))
     report(final)
     return final
 
@@ -74,7 +74,7 @@ def last_recorded_eval(run_dir: Path) -> dict[str, Any]:
     return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
 
 
-def mock_evaluation(run_dir: Path, profile: str, seconds: float) -> dict[str, Any]:
+def mock_evaluation(run_dir: Path, robot: str, profile: str, seconds: float) -> dict[str, Any]:
     """Export the run's policy and run it on the lockstep mock robot under a gap profile:
     forward velocity (the mock's ground truth: forward distance / policy time) and a fall."""
     from simreal.deploy.session import deploy
@@ -84,14 +84,10 @@ def mock_evaluation(run_dir: Path, profile: str, seconds: float) -> dict[str, An
     bundle = run_dir / "bundle"
     if not bundle.is_dir():
         export_run(run_dir, bundle, eval_episodes=0, log=lambda s: None)
-    with spawn(_robot_of(bundle), gap=profile, lockstep=True) as m:
+    with spawn(robot, gap=profile, lockstep=True) as m:
         summary, _ = deploy(str(bundle), m.port, duration_s=seconds, log_path=str(run_dir / f"mock-{profile}.jsonl"))
     policy_s = summary.get("policy_s") or 0.0
     fwd = summary.get("forward_m")
     return {"mock_profile": profile,
             "mock_velocity": float(fwd / policy_s) if fwd is not None and policy_s > 0 else math.nan,
             "mock_fell": float(bool(summary.get("fallen")) or bool(summary.get("safe_stops")))}
-
-
-def _robot_of(bundle: Path) -> str:
-    return json.loads((bundle / "policy.json").read_text())["robot"]
