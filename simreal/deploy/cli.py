@@ -65,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--expect-sha256", metavar="HEX",
                    help="refuse the bundle unless its policy.json has this sha256 (`simreal export --check` prints it)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--bus", choices=["simreal", "feetech", "dynamixel"], default=None,
+                   help="what the robot speaks: docs/protocol.md firmware, or bare bus servos (default: "
+                        "the robot's bus.yaml if it says `default: true`, else simreal)")
+    p.add_argument("--imu-port", default=None, metavar="PORT", help="with --bus feetech|dynamixel: the BNO055 IMU's serial port")
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="with --bus feetech|dynamixel: joint calibration (default robots/<name>/calibration.yaml)")
     p.set_defaults(func=run_deploy)
 
     p = sub.add_parser("log", help="look at a deploy run log")
@@ -142,7 +148,8 @@ def run_deploy(args: argparse.Namespace) -> int:
                             allow_pipeline_mismatch=args.allow_pipeline_mismatch, backend=args.backend,
                             expect_sha256=args.expect_sha256, realtime=args.realtime,
                             confirm=(lambda info: True) if args.yes else confirm_torque,
-                            notify=lambda s: print(s, file=sys.stderr))
+                            notify=lambda s: print(s, file=sys.stderr), bus=args.bus,
+                            imu_port=args.imu_port, calibration=args.calibration)
     except UserError as exc:           # StartRefused (2), StartInterrupted (130), BundleError, ...
         print(f"simreal deploy: {exc}", file=sys.stderr)
         return exc.exit_code

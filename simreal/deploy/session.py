@@ -151,6 +151,33 @@ def link_config(serial: Any, n_joints: int, budget_s: float) -> Any:
                       retries=2, budget_s=budget)
 
 
+def bus_setup(spec, bus: str | None, imu_port: str | None, calibration: str | None, robot: str):
+    """(wiring, calibration) for a servo-bus deploy, None for docs/protocol.md firmware; refuses
+    (nothing opened yet) a missing robot, IMU port or calibration."""
+    from simreal.hardware.wiring import BUS_FILE, for_family, load_calibration, load_wiring
+
+    wiring = load_wiring(spec) if spec is not None and (spec.root / BUS_FILE).is_file() else None
+    if bus is None:
+        bus = wiring.family if wiring is not None and wiring.default else "simreal"
+    if bus == "simreal":
+        return None
+    if spec is None:
+        raise StartRefused(f"--bus {bus}: robot {robot!r} is not installed here (its joints' servo ids "
+                           "and limits are needed); torque stays off")
+    if not imu_port:
+        raise StartRefused(f"--bus {bus} needs --imu-port (the BNO055's serial port); torque stays off")
+    if wiring is None or wiring.family != bus:
+        wiring = for_family(bus, directions=wiring.directions if wiring else {})
+    return wiring, load_calibration(spec, wiring, calibration)
+
+
+def bus_link_config(wiring, budget_s: float):
+    from simreal.deploy.driver import LinkConfig
+
+    return LinkConfig(baudrate=wiring.baudrate, timeout_s=min(wiring.timeout, budget_s), retries=wiring.retries,
+                      budget_s=budget_s)
+
+
 def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: float | None = None,
            log_path: str | None = None, command: str | None = None, command_stream=None,
            config: RuntimeConfig | None = None, allow_hash_mismatch: bool = False,
@@ -158,12 +185,16 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
            confirm: Callable[[P.Info], bool] | None = None, link: Any = None,
            policy_wrapper: Callable[[PolicyLike], PolicyLike] | None = None,
            on_cycle: Callable[[int, dict], None] | None = None, realtime: bool = False,
-           notify: Callable[[str], None] = lambda s: None) -> tuple[dict, str]:
+           notify: Callable[[str], None] = lambda s: None, bus: str | None = None,
+           imu_port: str | None = None, calibration: str | None = None) -> tuple[dict, str]:
     """Load BUNDLE, talk to PORT, run; returns (summary, log path). Raises StartRefused / BundleError.
 
     link: a driver.LinkConfig (default: robot.yaml's serial settings, budget from the period);
     policy_wrapper / on_cycle: hooks for tests (wrap the loaded policy; see each logged cycle);
     realtime: raise this process's scheduling priority for the run (raise_priority).
+    bus: "simreal" (docs/protocol.md firmware), "feetech" or "dynamixel" (bare bus servos and a
+    BNO055 on imu_port, calibrated by `calibration`, default robots/<name>/calibration.yaml);
+    None: bus.yaml's bus if it says `default: true`, else "simreal".
     """
     import dataclasses as _dc
 
@@ -201,12 +232,22 @@ def deploy(bundle: str, port: str, *, duration_s: float | None = 10.0, rate_hz: 
     if tuple(clamped) != (vx, yaw):
         notify(f"warning: command ({vx:g}, {yaw:g}) is outside the trained range {plan.command_ranges}; "
                f"using ({clamped[0]:g}, {clamped[1]:g})")
-    link = link or link_config(spec.serial if spec is not None else None, plan.n, cfg.transaction_budget(period))
+    servo_bus = bus_setup(spec, bus, imu_port, calibration, plan.robot)
+    if servo_bus is None:
+        link = link or link_config(spec.serial if spec is not None else None, plan.n, cfg.transaction_budget(period))
+    else:
+        link = link or bus_link_config(servo_bus[0], cfg.transaction_budget(period))
     # 2. the log can be written (created only once the port is open)
     log_path = str(log_path or default_log_path(plan.robot))
     check_log_path(log_path)
     # 3. the port
-    driver = SerialDriver(port, joint_names=plan.joint_names, config=link)
+    if servo_bus is None:
+        driver = SerialDriver(port, joint_names=plan.joint_names, config=link)
+    else:
+        from simreal.deploy.bus_driver import BusDriver
+
+        driver = BusDriver(port, spec, servo_bus[0], servo_bus[1], imu_url=imu_port,
+                           joint_names=plan.joint_names, config=link)
     try:
         driver.connect()
     except PortError as exc:

@@ -40,6 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stdin-lifeline", action="store_true",
                    help="exit when stdin reaches EOF (a parent that dies closes it)")
     p.add_argument("--list-gaps", action="store_true", help="list the named gap profiles and exit")
+    p.add_argument("--bus", choices=["simreal", "feetech", "dynamixel"], default="simreal",
+                   help="what the robot speaks: docs/protocol.md firmware (default), or bare bus servos "
+                        "(Feetech STS / Dynamixel 2.0) with a BNO055 IMU on a second pty (`IMU_PORT ...` line)")
+    p.add_argument("--missing-servo", type=nonnegative_int, action="append", metavar="ID",
+                   help="bus modes: this servo id never answers (repeatable)")
+    p.add_argument("--reversed-joint", action="append", metavar="JOINT",
+                   help="bus modes: this joint's servo is mounted the other way round from bus.yaml (repeatable)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -58,6 +58,7 @@ class GapProfile(BaseModel):
     encoder_ticks_per_rev: Optional[int] = Field(default=None, gt=0)   # None: robot.yaml's value
     # --- mock-only: not part of training's randomization -----------------------------------------
     backlash: float = Field(default=0.0, ge=0)          # rad, total gear play (see MockRobot)
+    target_slew: float = Field(default=0.0, ge=0)       # rad/s: the firmware's own target moves at most this fast (0: at once; STS3215 ~5.2)
     # whole-frame action delay: each COMMAND's targets reach the servos with the COMMAND this many
     # frames later (firmware that applies the previous frame); training's action_latency_steps
     action_delay: int = Field(default=0, ge=0, le=8)

@@ -20,6 +20,8 @@ from simreal.mock.faults import parse_faults
 from simreal.errors import UserError
 
 from simreal.mock.robot import PORT_PREFIX, MockRobot, RobotOptions
+
+IMU_PREFIX = "IMU_PORT "
 from simreal.mock.server import Server
 
 
@@ -48,6 +50,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         options = RobotOptions(watchdog_s=0.0 if args.lockstep else args.watchdog_ms / 1000,
                                watchdog_damp_s=args.watchdog_damp, calibrated=not args.uncalibrated,
                                lockstep=args.lockstep, hoisted=args.hoisted)
+        if args.bus != "simreal":
+            return _serve_bus(args, spec, label, gap, schedule)
         robot = MockRobot(spec, gap, schedule, args.seed, options)
     except (ValueError, KeyError) as exc:      # RobotSpecError, GapError, FaultSpecError, unknown robot
         print(f"simreal mock-robot: {exc}", file=sys.stderr)
@@ -80,6 +84,59 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
+def bus_mock(spec, gap, schedule, *, bus: str, seed: int = 0, lockstep: bool = False, hoisted: bool = False,
+             missing=(), reversed_joints=()):
+    """(MockRobot, ServoBusFirmware) for a bus mode: the robot's own bus.yaml when it names this
+    family, else the family's default model at 1 Mbps. Feetech firmware slews its target (the
+    gap's target_slew, default the model's max speed)."""
+    from simreal.hardware.wiring import BUS_FILE, for_family, load_wiring
+    from simreal.mock.bus_firmware import Assembly, ServoBusFirmware
+
+    wiring = None
+    if (Path(spec.root) / BUS_FILE).is_file():
+        wiring = load_wiring(spec)
+    if wiring is None or wiring.family != bus:
+        wiring = for_family(bus, directions=wiring.directions if wiring else {})
+    if bus == "feetech" and not gap.target_slew:
+        gap = gap.model_copy(update={"target_slew": wiring.servo.max_speed})
+    options = RobotOptions(watchdog_s=0.0, lockstep=lockstep, simulated=False, hoisted=hoisted)
+    robot = MockRobot(spec, gap, schedule, seed, options)
+    return robot, ServoBusFirmware(robot, wiring, Assembly.of(spec, wiring, missing=missing,
+                                                              reversed_joints=reversed_joints))
+
+
+def _serve_bus(args: argparse.Namespace, spec, label: str, gap, schedule) -> int:
+    from simreal.mock.bus_server import BusServer, open_pty
+
+    robot, fw = bus_mock(spec, gap, schedule, bus=args.bus, seed=args.seed, lockstep=args.lockstep,
+                         hoisted=args.hoisted, missing=args.missing_servo or (),
+                         reversed_joints=args.reversed_joint or ())
+    bus_m, bus_s, port = open_pty()
+    imu_m, imu_s, imu_port = open_pty()
+    if args.link_file:
+        _write_atomic(args.link_file, port + "\n")
+    print(f"{PORT_PREFIX}{port}", flush=True)
+    print(f"{IMU_PREFIX}{imu_port}", flush=True)
+    print(f"mock robot {spec.name} as a {fw.model.name} bus ({args.bus}, {fw.wiring.baudrate} baud) on {port}, "
+          f"BNO055 IMU on {imu_port} (gap {label}, seed {args.seed}, {'lockstep' if args.lockstep else 'real time'})",
+          file=sys.stderr, flush=True)
+    server = BusServer(robot, fw, bus_m, imu_m, schedule=schedule, seed=args.seed,
+                       link_timeout_s=args.link_timeout or fw.wiring.timeout, duration=args.duration,
+                       stdin_fd=sys.stdin.fileno() if args.stdin_lifeline else None)
+    server.serve()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    for fd in (bus_m, bus_s, imu_m, imu_s):
+        os.close(fd)
+    if args.link_file and Path(args.link_file).is_file() and Path(args.link_file).read_text().strip() == port:
+        os.unlink(args.link_file)
+    text = json.dumps({**server.report(), "gap": label, "port": port, "imu_port": imu_port})
+    if args.report:
+        _write_atomic(args.report, text)
+    print(f"REPORT {text}", file=sys.stderr, flush=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- for tests and demos
 
 class MockError(UserError, RuntimeError):
@@ -94,6 +151,7 @@ class MockProcess:
     report_path: Path
     stderr_path: Path
     _tmp: tempfile.TemporaryDirectory
+    imu_port: str = ""               # bus modes: the BNO055's pseudo-terminal
 
     @property
     def alive(self) -> bool:
@@ -134,7 +192,7 @@ class MockProcess:
 
 def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | None = None, seed: int = 0,
           lockstep: bool = False, watchdog_ms: int | None = None, extra_args: Sequence[str] = (),
-          startup_timeout: float = 60.0) -> MockProcess:
+          startup_timeout: float = 60.0, bus: str | None = None) -> MockProcess:
     """Start `python -m simreal.mock.cli` and wait for its port.
 
     The child dies with the parent (--stdin-lifeline). Raises MockError (with the child's stderr)
@@ -148,6 +206,7 @@ def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | Non
         if value is not None:
             cmd += [flag, str(value)]
     cmd += ["--lockstep"] if lockstep else []
+    cmd += ["--bus", bus] if bus else []
     cmd += list(extra_args)
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
@@ -156,18 +215,23 @@ def spawn(robot: str = "quadruped", *, gap: str | None = None, faults: str | Non
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
     mock = MockProcess("", proc, report, err_path, tmp)
     deadline = time.monotonic() + startup_timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        ready = select.select([proc.stdout], [], [], max(0.0, remaining))[0] if remaining > 0 else []
-        chunk = os.read(proc.stdout.fileno(), 1) if ready else b""
-        if not chunk:
-            why = "exited" if proc.poll() is not None else f"printed no port within {startup_timeout:g} s"
-            mock.stop()
-            text = mock.stderr()
-            tmp.cleanup()
-            raise MockError(f"mock robot {why} (exit {proc.returncode}): {' '.join(cmd)}\n{text}")
-        line += chunk
-    mock.port = line.decode().strip().removeprefix(PORT_PREFIX)
+    for prefix in (PORT_PREFIX, IMU_PREFIX) if bus and bus != "simreal" else (PORT_PREFIX,):
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            ready = select.select([proc.stdout], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+            chunk = os.read(proc.stdout.fileno(), 1) if ready else b""
+            if not chunk:
+                why = "exited" if proc.poll() is not None else f"printed no port within {startup_timeout:g} s"
+                mock.stop()
+                text = mock.stderr()
+                tmp.cleanup()
+                raise MockError(f"mock robot {why} (exit {proc.returncode}): {' '.join(cmd)}\n{text}")
+            line += chunk
+        value = line.decode().strip().removeprefix(prefix)
+        if prefix == PORT_PREFIX:
+            mock.port = value
+        else:
+            mock.imu_port = value
     return mock
 

@@ -103,6 +103,7 @@ class MockRobot:
         self.holding = False
         self.kp_scale = np.ones(n)
         self.kd_scale = np.ones(n)
+        self.torque_scale = np.ones(n)  # a bus servo's torque-limit register (stall torque and speed cap)
         self._retarget_measured()
         self._servo_key: tuple | None = None
         self._program_servos()
@@ -118,6 +119,7 @@ class MockRobot:
         # injected conditions
         self.injected = Injected()
         self.tilt_quat: np.ndarray | None = None
+        self.hands: np.ndarray | None = None   # an operator holding the joints at these encoder angles (calibration)
         self.nan_queue: collections.deque[str] = collections.deque()   # channels of the next NaN replies
         self.encoder_slip = np.zeros(n)
         self._frozen_us: int | None = None
@@ -147,7 +149,15 @@ class MockRobot:
         if self.tilt_quat is not None:      # tilt_at: the base is held over at the injected angle
             sim.data.qpos[3:7] = self.tilt_quat
             sim.data.qvel[3:6] = 0.0
-        sim.step(self.servo_target, 1)
+        if self.hands is not None:          # the operator's hands pose the joints (torque off: calibration)
+            sim.data.qpos[sim.qpos_idx] = self.hands - sim.encoder_offset
+            sim.data.qvel[sim.dof_idx] = 0.0
+        if self.gap.target_slew:        # the firmware walks its own target toward the goal at a bounded rate
+            step = self.gap.target_slew * self.dt
+            self.firmware_target = self.firmware_target + np.clip(self.servo_target - self.firmware_target, -step, step)
+            sim.step(self.firmware_target, 1)
+        else:
+            sim.step(self.servo_target, 1)
         self.steps += 1
         fallen = self._is_fallen()
         if fallen and not self.fallen and self.mode != "off":
@@ -203,7 +213,7 @@ class MockRobot:
 
     def _program_servos(self) -> None:
         """Write the mode's gains into the actuators (the shared servo model, Simulator's code path)."""
-        key = (self.mode, self.kp_scale.tobytes(), self.kd_scale.tobytes())
+        key = (self.mode, self.kp_scale.tobytes(), self.kd_scale.tobytes(), self.torque_scale.tobytes())
         if key == self._servo_key:
             return
         self._servo_key = key
@@ -211,12 +221,30 @@ class MockRobot:
         kp = s.kp * self.kp_scale if self.mode == "position" else zero
         kd = zero if self.mode == "off" else s.kd * (self.kd_scale if self.mode == "position" else 1.0)
         servo_model.write_to_model(self.sim.model, self.sim.act_idx, self.sim.dof_idx,
-                                   servo_model.ServoParams(kp, kd, s.torque_limit, s.velocity_limit),
+                                   servo_model.ServoParams(kp, kd, s.torque_limit * self.torque_scale,
+                                                           s.velocity_limit * self.torque_scale),
                                    self.sim.joint_damping)
+
+    def hold_joints(self, q: np.ndarray | None) -> None:
+        """An operator's hands hold the joints at these encoder angles (None: let go); applied at
+        once, so a lockstep mock (whose physics moves only on COMMAND) reads them too."""
+        import mujoco
+
+        self.hands = None if q is None else np.asarray(q, dtype=np.float64)
+        if self.hands is not None:
+            self.sim.data.qpos[self.sim.qpos_idx] = self.hands - self.sim.encoder_offset
+            self.sim.data.qvel[self.sim.dof_idx] = 0.0
+            mujoco.mj_forward(self.sim.model, self.sim.data)
+
+    def set_drive(self, kp_scale: np.ndarray, kd_scale: np.ndarray, torque_scale: np.ndarray) -> None:
+        """Gains and torque limit from a bus servo's registers (simreal.mock.bus_firmware)."""
+        self.kp_scale, self.kd_scale = np.asarray(kp_scale, float), np.asarray(kd_scale, float)
+        self.torque_scale = np.asarray(torque_scale, float)
+        self._program_servos()
 
     def _retarget_measured(self) -> None:
         """Servo targets := the measured pose; commands still in the firmware's queue are dropped."""
-        self.servo_target = self._encoders()
+        self.servo_target = self.firmware_target = self._encoders()
         self._queued = collections.deque([self.servo_target] * (self.gap.action_delay + 1),
                                          maxlen=self.gap.action_delay + 1)
 
