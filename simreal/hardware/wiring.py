@@ -44,7 +44,7 @@ class Gains(_Strict):
 class ImuWiring(_Strict):
     type: Literal["bno055"] = "bno055"
     baudrate: int = Field(default=115_200, gt=0)
-    timeout: float = Field(default=0.004, gt=0)       # s per attempt (a 32-byte reply is ~3 ms)
+    timeout: float = Field(default=0.008, gt=0)       # s per attempt: request + 34-byte reply are 3.3 ms at 115200
 
 
 class Limits(_Strict):

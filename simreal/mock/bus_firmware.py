@@ -160,8 +160,7 @@ class ServoBusFirmware:
             return [self._status(sid, bytes(self.tables[sid][addr:addr + length]))]
         if code == I.WRITE:
             error = self._write(sid, prm, now)
-            new_id = self._get(self.tables[sid], "id") if sid in self.tables else sid
-            reply = self._status(sid if new_id == sid else new_id, b"", error)
+            reply = self._status(sid, b"", error)          # answered as the id it was asked by
             self._apply(now, goals=self._goal_written(prm))
             return [reply]
         return [self._status(sid, b"", self._instruction_error())]

@@ -2,6 +2,7 @@
 over simreal.deploy.servo_link, with its flush / quiet period / retry discipline."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -48,11 +49,9 @@ class ServoBus:
         return r.decode(pkt.params)
 
     def write(self, sid: int, register: str, value: int) -> int:
-        """Write and wait for the servo's status (from its new id, when the id is written);
-        returns its error byte."""
+        """Write and wait for the servo's status; returns its error byte."""
         r = self.model.reg(register)
-        (pkt,) = self.link.transact(self.codec.write(sid, r.address, r.encode(value)),
-                                    [value if register == "id" else sid],
+        (pkt,) = self.link.transact(self.codec.write(sid, r.address, r.encode(value)), [sid],
                                     reply_bytes=self.codec.reply_length(0), what=f"write {register} of servo {sid}")
         return pkt.code
 
@@ -99,9 +98,17 @@ class ServoBus:
         self.write(sid, "torque_enable", 0)
         if self.model.has("lock"):
             self.write(sid, "lock", 0)
-        err = self.write(sid, register, value)
-        if err and self.family == "dynamixel" and err & 0x7F:
-            raise LinkTimeout(f"servo {sid} refused the write of {register} (error {err & 0x7F})")
+        if register == "id":
+            # which id the status comes from differs between firmwares: send, then find it by ping
+            r = self.model.reg("id")
+            self.link.send(self.codec.write(sid, r.address, r.encode(value)))
+            time.sleep(0.02)
+            if self.ping(value, timeout_s=0.01) is None:
+                raise LinkTimeout(f"servo {sid} does not answer at its new id {value}")
+        else:
+            err = self.write(sid, register, value)
+            if err and self.family == "dynamixel" and err & 0x7F:
+                raise LinkTimeout(f"servo {sid} refused the write of {register} (error {err & 0x7F})")
         new_id = value if register == "id" else sid
         if self.model.has("lock"):
             self.write(new_id, "lock", 1)
