@@ -13,9 +13,9 @@ from collections import Counter
 from conftest import ROOT
 
 DOC = ROOT / "docs" / "faults.md"
-GROUPS = {"F": 11, "T": 7, "D": 5, "C": 10, "P": 6}
+GROUPS = {"F": 11, "T": 7, "D": 5, "B": 5, "C": 10, "P": 6}
 ROW_IDS = [f"{g}{i}" for g, n in GROUPS.items() for i in range(1, n + 1)]
-ROW = re.compile(r"^\|\s*([FTDCP]\d+)\s*\|")
+ROW = re.compile(r"^\|\s*([FTDBCP]\d+)\s*\|")
 TEST_REF = re.compile(r"tests/([\w/]+\.py)::(\w+)")
 
 

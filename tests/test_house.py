@@ -18,11 +18,13 @@ ALLOWED = {
     "errors": set(), "validation": set(), "cliargs": set(), "files": set(),
     "yamlfiles": {"errors", "validation"},
     "protocol": set(),
+    "hardware": BASE,               # servo-bus and IMU wire formats, register tables: both ends use them
     "robot": BASE,
     "bundle": BASE | {"robot"},
     "envs": BASE | {"robot"},
-    "mock": BASE | {"robot", "envs"},
-    "deploy": BASE | {"robot", "bundle"},
+    "mock": BASE | {"robot", "envs", "hardware"},
+    "deploy": BASE | {"robot", "bundle", "hardware"},
+    "servos": BASE | {"robot", "deploy", "hardware"},   # bench tools over the deploy package's bus link
     "algos": BASE,
     "train": BASE | {"robot", "bundle", "envs", "algos"},
     "export": BASE | {"robot", "bundle", "envs", "algos", "train"},

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_simreal
 from simreal.deploy import safety as S
 from simreal.deploy.bus_driver import BusDriver
-from simreal.deploy.driver import HandshakeError, LinkTimeout
+from simreal.deploy.driver import HandshakeError
 from simreal.hardware import dynamixel, feetech
 from simreal.hardware.wiring import WiringError, load_calibration, save_calibration
 from simreal.mock.bus_server import ThreadedBusMock
@@ -313,3 +313,103 @@ def test_the_shipped_policy_walks_on_a_bus_through_simreal_deploy(robot, bus, tm
     assert s["link"]["failed"] == 0
     assert not report["final"]["fallen"] and report["falls"] == 0
     assert report["final"]["base_pos"][0] > 0.5, report["final"]     # it walked forward
+
+
+def test_sustained_load_past_the_software_limit_is_a_device_fault(calibrated):
+    """B4: XL330-class servos ignore their current limit in position mode; our limit trips after
+    `load_cycles` consecutive cycles over `max_load`, not on one."""
+    from simreal.deploy.driver import DeviceFault
+    from simreal.hardware.wiring import Limits
+
+    spec, robot, fw = make()
+    strict = fw.wiring.model_copy(update={"limits": Limits(max_load=0.01, load_cycles=4)})
+    with ThreadedBusMock(robot, fw) as mock:
+        d = BusDriver(mock.url, spec, strict, load_calibration(spec, strict, calibrated), imu_url=mock.imu_url)
+        d.handshake()
+        d.enable_torque()
+        crouch = spec.default_pose * 1.3
+        ok = 0
+        with pytest.raises(DeviceFault, match="OVERLOAD") as exc:
+            for _ in range(50):
+                d.send_command(crouch)
+                ok += 1
+        d.disable_torque()
+        d.close()
+    assert ok >= 3 and exc.value.state.fault_joints          # not on the first loaded cycle
+
+
+def test_the_soft_start_writes_dynamixel_gains_and_the_stop_softens_them(tmp_path):
+    """Dynamixel position gains are RAM registers: the runtime's soft start scales P, and damp
+    drops it, through sync writes the mock's physics follows."""
+    spec, robot, fw = make("biped", "dynamixel")
+    with ThreadedBusMock(robot, fw) as mock:
+        cal = calibrate_mock(spec, robot, fw, mock, tmp_path / "c.yaml")
+    spec, robot, fw = make("biped", "dynamixel")
+    p_seen = []
+
+    def on_cycle(i, row):
+        p_seen.append(fw._get(fw.tables[1], "p_gain"))
+
+    with ThreadedBusMock(robot, fw) as mock:
+        s = _deploy(spec, fw, mock, cal, duration=1.5, on_cycle=on_cycle)
+    p0 = fw.nominal_gains[0]
+    assert s["safe_stops"] == [] and s["stop"]["confirmed"]
+    assert min(p_seen) < 0.8 * p0 and p_seen[-1] == p0          # ramped up to the wiring's P
+    assert fw._get(fw.tables[1], "p_gain") < 0.2 * p0 and robot.mode == "off"   # damped, then off
+
+
+def test_an_imu_that_is_not_there_or_not_fusing_refuses_the_handshake(calibrated):
+    import os
+    import tty
+
+    spec, robot, fw = make()
+    master, slave = os.openpty()            # a port where nothing answers
+    tty.setraw(master)
+    try:
+        with ThreadedBusMock(robot, fw) as mock:
+            d = driver(spec, fw, mock, calibrated)
+            d.imu.url = os.ttyname(slave)
+            d.imu.raw.url = os.ttyname(slave)
+            with pytest.raises(HandshakeError, match="IMU .*0 of 3 bytes"):
+                d.handshake()
+            d.close()
+            mock.server.imu.registers[0x3D] = 0x00          # CONFIG mode: no fusion
+            d = driver(spec, fw, mock, calibrated)
+            with pytest.raises(HandshakeError, match="not NDOF"):
+                d.handshake()
+            d.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert robot.mode == "off"
+
+
+def test_deploy_on_a_bus_refuses_bad_arguments_before_opening_anything(tmp_path):
+    bundle = str(Path(__file__).parents[1] / "assets" / "policies" / "quadruped")
+    r = run_simreal("deploy", bundle, "--port", "/dev/null", "--bus", "feetech", "--yes")
+    assert r.returncode == 2 and "--bus feetech needs --imu-port" in r.stderr and "Traceback" not in r.stderr
+    r = run_simreal("deploy", bundle, "--port", "/dev/null", "--bus", "feetech", "--imu-port", "/dev/null",
+                    "--calibration", str(tmp_path / "none.yaml"), "--yes")
+    assert r.returncode == 2 and f"{tmp_path / 'none.yaml'}: no calibration" in r.stderr
+    assert "torque is refused" in r.stderr
+    r = run_simreal("calibrate", "quadruped", "--port", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "--port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bus_yaml_can_make_the_bus_the_default(tmp_path):
+    import shutil
+
+    from simreal.deploy.plan import StartRefused
+    from simreal.deploy.session import bus_setup
+
+    root = tmp_path / "quadruped"
+    shutil.copytree(Path(__file__).parents[1] / "robots" / "quadruped", root)
+    spec = load_robot(root)
+    assert bus_setup(spec, None, None, None, spec.name) is None            # shipped: default false
+    (root / "bus.yaml").write_text((root / "bus.yaml").read_text() + "default: true\n")
+    spec = load_robot(root)
+    with pytest.raises(StartRefused, match="--bus feetech needs --imu-port"):
+        bus_setup(spec, None, None, None, spec.name)
+    (root / "bus.yaml").write_text("family: feetech\nmodel: XL330-M288\n")
+    with pytest.raises(WiringError, match="model: XL330-M288 is a dynamixel servo"):
+        bus_setup(load_robot(root), "feetech", "x", None, spec.name)

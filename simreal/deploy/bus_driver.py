@@ -16,19 +16,19 @@ process: then STS servos keep their last goal with torque on (docs/servo_buses.m
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from simreal import protocol as P
 from simreal.deploy.driver import (DeviceFault, DriverError, HandshakeError, JointMap, LinkConfig,
-                                   LinkTimeout, NotSupported, RemoteError, Values, _fault_text)
-from simreal.deploy.servo_link import BusLinkCounters, RawPort, ServoLink
+                                   LinkTimeout, NotSupported, RemoteError, Values, fault_text)
+from simreal.deploy.servo_link import BusLinkCounters, ServoLink
 from simreal.deploy.transport import open_port
-from simreal.hardware import bno055, dynamixel, feetech
+from simreal.deploy.imu import Bno055Link, ImuSource
+from simreal.hardware import dynamixel, feetech
 from simreal.hardware.packets import Packet
 from simreal.hardware.wiring import BusWiring, Calibration
 
@@ -49,8 +49,8 @@ class BusDriver:
     """Driver interface (simreal.deploy.driver.Driver) over a servo bus + IMU."""
 
     def __init__(self, url: str, spec, wiring: BusWiring, calibration: Calibration | None, *,
-                 imu_url: str, joint_names: Sequence[str] | None = None, opener=open_port,
-                 clock=time.monotonic, config: LinkConfig | None = None):
+                 imu_url: str = "", imu: ImuSource | None = None, joint_names: Sequence[str] | None = None,
+                 opener=open_port, clock=time.monotonic, config: LinkConfig | None = None):
         self.url, self.imu_url, self.spec, self.wiring, self.calibration = url, imu_url, spec, wiring, calibration
         self.model = wiring.servo
         self.codec = CODECS[wiring.family]
@@ -61,7 +61,8 @@ class BusDriver:
                               retries=self.config.retries, reply_gap_s=wiring.return_delay_us * 1e-6,
                               opener=opener, clock=clock)
         self.counters: BusLinkCounters = self.link.counters
-        self.imu = ImuLink(imu_url, wiring.imu.baudrate, timeout_s=wiring.imu.timeout, opener=opener, clock=clock)
+        self.imu: ImuSource = imu or Bno055Link(imu_url, wiring.imu.baudrate, timeout_s=wiring.imu.timeout,
+                                                opener=opener, clock=clock)
         self.info: P.Info | None = None
         self.names = [j.name for j in spec.joints]
         self.ids = [j.servo_id for j in spec.joints]
@@ -299,7 +300,7 @@ class BusDriver:
                         sample.quat, sample.gyro, sample.accel)
         state = self._map.state_to_host(state)
         if check_fault and state.faulted:
-            raise DeviceFault(_fault_text(self.url, state, self.joint_names), state)
+            raise DeviceFault(fault_text(self.url, state, self.joint_names), state)
         return state
 
     def _decode(self, pkts: list[Packet]):
@@ -374,75 +375,6 @@ class BusDriver:
                 errors |= bits
                 joints |= 1 << i
         return errors, joints
-
-
-class ImuLink:
-    """A BNO055 on its own UART: one 32-byte read per cycle, checked (the protocol has no checksum)."""
-
-    def __init__(self, url: str, baudrate: int, *, timeout_s: float, opener=open_port, clock=time.monotonic,
-                 retries: int = 1):
-        self.url, self.timeout_s, self.retries, self.clock = url, timeout_s, retries, clock
-        self.counters = BusLinkCounters()
-        self.raw = RawPort(url, baudrate, opener=opener, clock=clock, counters=self.counters)
-        self.byte_s = 10.0 / baudrate
-
-    def open(self) -> None:
-        self.raw.open()
-
-    def close(self) -> None:
-        self.raw.close()
-
-    def check(self) -> None:
-        try:
-            chip = self._read(bno055.CHIP_ID_REG, 1, timeout_s=0.05)[0]
-            mode = self._read(bno055.OPR_MODE_REG, 1, timeout_s=0.05)[0]
-        except LinkTimeout as exc:
-            raise HandshakeError(f"IMU {self.url}: {exc}") from exc
-        if chip != bno055.CHIP_ID:
-            raise HandshakeError(f"IMU {self.url}: chip id 0x{chip:02X}, a BNO055 says 0x{bno055.CHIP_ID:02X}")
-        if mode != bno055.MODE_NDOF:
-            raise HandshakeError(f"IMU {self.url}: operating mode 0x{mode:02X}, not NDOF fusion (0x0C)")
-
-    def read(self) -> bno055.Sample:
-        return bno055.decode_data(self._read(bno055.DATA_START, bno055.DATA_LEN, check=True))
-
-    def _read(self, reg: int, n: int, *, timeout_s: float | None = None, check: bool = False) -> bytes:
-        timeout = timeout_s or self.timeout_s
-        why = ""
-        for attempt in range(1 + self.retries):
-            if attempt:
-                self.counters.retries += 1
-                self.raw.quiet((n + 2) * self.byte_s + 0.0005, self.clock() + timeout)
-            self.raw.flush()
-            self.counters.requests += 1
-            self.raw.write(bno055.read_request(reg, n))
-            deadline = self.clock() + timeout
-            buf = bytearray()
-            while True:
-                data = self.raw.read(deadline)
-                if data is None:
-                    why = f"{len(buf)} of {n + 2} bytes"
-                    break
-                buf += data
-                if buf[:1] == bytes([bno055.STATUS_REPLY]) and len(buf) >= 2:
-                    why = f"the IMU answered status 0x{buf[1]:02X}"
-                    break
-                if buf[:1] not in (b"", bytes([bno055.READ_REPLY])):
-                    why = f"a reply starting 0x{buf[0]:02X}"
-                    break
-                if len(buf) >= n + 2:
-                    break
-            if len(buf) == n + 2 and buf[0] == bno055.READ_REPLY and buf[1] == n:
-                data = bytes(buf[2:])
-                problem = bno055.problem(bno055.decode_data(data)) if check else ""
-                if not problem:
-                    self.counters.transactions += 1
-                    return data
-                self.counters.implausible += 1
-                why = problem
-            self.counters.timeouts += 1
-        self.counters.failed += 1
-        raise LinkTimeout(f"IMU read on {self.url} failed after {1 + self.retries} attempt(s): {why}")
 
 
 class HostWatchdog:

@@ -408,7 +408,7 @@ class SerialDriver:
         state = jm.state_to_host(self._transact(msg, P.State, budget_s=budget_s))
         if check_fault and state.faulted:
             self.counters.device_faults += 1
-            raise DeviceFault(_fault_text(self.url, state, jm.host_names), state)
+            raise DeviceFault(fault_text(self.url, state, jm.host_names), state)
         return state
 
     def _next_tag(self) -> int:
@@ -569,7 +569,7 @@ class SerialDriver:
         raise LinkLost(f"link to {self.url} lost: {exc}") from exc
 
 
-def _fault_text(url: str, state: P.State, names: Sequence[str]) -> str:
+def fault_text(url: str, state: P.State, names: Sequence[str]) -> str:
     parts = []
     if state.errors:
         parts.append(f"errors {P.Fault(state.errors)!r}")

@@ -24,6 +24,9 @@ Behaviour (each choice is what firmware on a real robot would do):
   servo's target: target_servo = clip(target_servo, cmd - b/2, cmd + b/2), so the joint settles up
   to b/2 from the command depending on the approach direction (gear play's steady-state effect,
   not its impact dynamics).
+* Target slew (gap `target_slew`, rad/s; the STS3215's firmware ~5.2): the servo walks its own
+  target toward the commanded one at most this fast (simreal.mock.bus_firmware sets it in
+  Feetech mode). `hold_joints(q)`: an operator's hands pose the joints (calibration).
 * Watchdog (faults.md C9): with torque on and no valid request for watchdog_ms, the robot goes to
   DAMP, sets WATCHDOG, and turns torque off `watchdog_damp_s` later. WATCHDOG clears on TORQUE 1.
 * Faults: `simreal.mock.faults` (schedule and per-reply faults, all seeded).
