@@ -46,10 +46,10 @@ def calibration(robot: str, bus: str, path: Path) -> Path:
 def one(robot: str, bus: str, duration: float, tmp: Path) -> dict:
     from simreal.mock.process import spawn
 
-    extra = []
+    extra = ["--reset-sim"] if bus == "simreal" else []     # the bus mock has no reset: it starts limp
     if bus != "simreal":
         extra = ["--bus", bus, "--calibration", str(calibration(robot, bus, tmp / f"{robot}-{bus}.yaml"))]
-    with spawn(robot, bus=None if bus == "simreal" else bus) as m:
+    with spawn(robot, bus=None if bus == "simreal" else bus, extra_args=[] if bus == "simreal" else ["--held"]) as m:
         if bus != "simreal":
             extra += ["--imu-port", m.imu_port]
         r = subprocess.run([sys.executable, "-m", "simreal.cli", "deploy", "--json", "--yes", "--duration",
@@ -58,7 +58,7 @@ def one(robot: str, bus: str, duration: float, tmp: Path) -> dict:
                            capture_output=True, text=True, check=False)
         rep = m.report()
     if r.returncode != 0:
-        raise SystemExit(f"{robot} on {bus}: deploy exit {r.returncode}\n{r.stderr}")
+        raise SystemExit(f"{robot} on {bus}: deploy exit {r.returncode}\n{r.stderr}\n{r.stdout[-2000:]}")
     s = json.loads(r.stdout)
     s["walked_m"] = rep["final"]["base_pos"][0]
     return s
@@ -66,9 +66,10 @@ def one(robot: str, bus: str, duration: float, tmp: Path) -> dict:
 
 def row(robot: str, bus: str, s: dict, base: dict) -> str:
     link = s.get("link", {})
-    send_ratio = s["send_ms"]["p50"] / base["send_ms"]["p50"]
+    link_ms = s["read_ms"]["p50"] + s["send_ms"]["p50"]
+    ratio = link_ms / (base["read_ms"]["p50"] + base["send_ms"]["p50"])
     return (f"| {robot} | {bus} | {s['read_ms']['p50']:.2f} / {s['read_ms']['p99']:.2f} | "
-            f"{s['send_ms']['p50']:.2f} / {s['send_ms']['p99']:.2f} | {send_ratio:.2f} | "
+            f"{s['send_ms']['p50']:.2f} / {s['send_ms']['p99']:.2f} | {link_ms:.2f} | {ratio:.2f} | "
             f"{s['period_ms']['p99']:.2f} | {s['overruns']} | {s['failed_cycles']} | {link.get('retries', 0)} | "
             f"{link.get('implausible', '-')} | {len(s['safe_stops'])} | {s['walked_m']:.2f} |")
 
@@ -86,13 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     md = ["## Bare bus servos (`simreal deploy --bus`)", "", machine_line(command_line("bench_bus.py", argv)), "",
           f"Each shipped policy for {args.duration:g} s through `simreal deploy` on the real-time mock robot "
           "(a subprocess on a pseudo-terminal, nominal gap), over docs/protocol.md firmware and over bare bus "
-          "servos at 1 Mbps with a BNO055 at 115200 baud on a second pty (docs/servo_buses.md). Read: one "
-          "state read (bus: SYNC READ of every servo + the IMU read); send: a command and the state it "
-          "returns (bus: SYNC WRITE of the goals + the same reads). p50 / p99 in ms; the ratio is the bus's "
-          "send p50 over protocol.md's, same robot, same run. The mock plays the wire time at the baud rate.",
-          "", "| robot | link | read ms p50 / p99 | send ms p50 / p99 | send ratio | period p99 ms | overruns | "
+          "servos at 1 Mbps with a BNO055 at 115200 baud on a second pty (docs/servo_buses.md); protocol.md runs "
+          "start with `--reset-sim`, bus runs with the mock's `--held` (held standing until torque on). Read: one "
+          "state read (bus: SYNC READ of every servo + the IMU read); send: a command (protocol.md: COMMAND "
+          "and the STATE it returns; bus: the SYNC WRITE of the goals, which earns no reply). p50 / p99 in "
+          "ms; link per cycle: read + send p50; the ratio is the bus's link time over protocol.md's, same "
+          "robot, same run. The mock plays the wire time at the baud rate.",
+          "", "| robot | link | read ms p50 / p99 | send ms p50 / p99 | link per cycle, ms | ratio | period p99 ms | overruns | "
           "failed cycles | retries | implausible | safe stops | walked, m |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
     publish("servo_bus", "\n".join(md), not args.no_write)
     return 0
 

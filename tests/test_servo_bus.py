@@ -44,6 +44,13 @@ def calibrate_mock(spec, robot, fw, mock, path: Path, **kw) -> Path:
     return path
 
 
+def cycle(d: BusDriver, q):
+    """What the runtime does each period: read the state, then send the command."""
+    state = d.read_state()
+    d.send_command(q)
+    return state
+
+
 def driver(spec, fw, mock, cal_path, **kw) -> BusDriver:
     return BusDriver(mock.url, spec, fw.wiring, load_calibration(spec, fw.wiring, cal_path),
                      imu_url=mock.imu_url, **kw)
@@ -161,7 +168,7 @@ def test_a_late_reply_is_never_taken_for_a_later_request(calibrated):
         d.enable_torque()
         seen = []
         for _ in range(60):
-            seen.append(d.send_command(spec.default_pose).dq[2])
+            seen.append(cycle(d, spec.default_pose).dq[2])
         d.close()
     lsb = fw.model.velocity_lsb
     assert n["reads"] >= 60 and d.counters.retries >= 10 and d.counters.failed == 0
@@ -192,7 +199,7 @@ def test_an_implausible_reply_is_dropped_and_retried(calibrated):
         d = driver(spec, fw, mock, calibrated)
         d.handshake()
         d.enable_torque()
-        states = [d.send_command(spec.default_pose) for _ in range(5)]
+        states = [cycle(d, spec.default_pose) for _ in range(5)]
         d.close()
     assert d.counters.implausible == 1 and d.counters.retries == 1 and d.counters.failed == 0
     assert all(abs(s.q[1] - spec.default_pose[1]) < 0.2 for s in states)
@@ -331,7 +338,7 @@ def test_sustained_load_past_the_software_limit_is_a_device_fault(calibrated):
         ok = 0
         with pytest.raises(DeviceFault, match="OVERLOAD") as exc:
             for _ in range(50):
-                d.send_command(crouch)
+                cycle(d, crouch)
                 ok += 1
         d.disable_torque()
         d.close()
@@ -413,3 +420,30 @@ def test_bus_yaml_can_make_the_bus_the_default(tmp_path):
     (root / "bus.yaml").write_text("family: feetech\nmodel: XL330-M288\n")
     with pytest.raises(WiringError, match="model: XL330-M288 is a dynamixel servo"):
         bus_setup(load_robot(root), "feetech", "x", None, spec.name)
+
+
+def test_send_command_answers_with_the_state_read_this_cycle(calibrated):
+    """A SYNC WRITE earns no reply: send_command returns this cycle's read, whose timestamp does
+    not advance (so a pipelined runtime would trip its stale-state check, not run on old data)."""
+    spec, robot, fw = make()
+    with ThreadedBusMock(robot, fw) as mock:
+        d = driver(spec, fw, mock, calibrated)
+        d.handshake()
+        d.enable_torque()
+        s = d.read_state()
+        r = d.send_command(spec.default_pose)
+        assert (r.timestamp_us, r.q, r.quat) == (s.timestamp_us, s.q, s.quat) and r.torque_on
+        assert d.read_state().timestamp_us > s.timestamp_us
+        d.close()
+
+
+def test_a_held_biped_stands_until_torque_is_on():
+    spec, robot, fw = make("biped", "dynamixel", held=True)
+    z0 = robot.sim.base_pos()[2]
+    for _ in range(400):                      # 2 s limp: unheld, it topples in about 1.5 s
+        robot.step_physics()
+    assert abs(robot.sim.base_pos()[2] - z0) < 1e-9 and not robot.fallen
+    spec, robot, fw = make("biped", "dynamixel")
+    for _ in range(400):
+        robot.step_physics()
+    assert robot.fallen

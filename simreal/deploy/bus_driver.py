@@ -16,6 +16,7 @@ process: then STS servos keep their last goal with torque on (docs/servo_buses.m
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Sequence
@@ -75,6 +76,7 @@ class BusDriver:
         self.period_s = spec.control.period
         self._over_load = np.zeros(len(self.ids), dtype=int)
         self._gain_scales: tuple | None = None
+        self._last_state: P.State | None = None
         self.watchdog = HostWatchdog(self, wiring.watchdog_ms / 1000) if not self.model.has("bus_watchdog") else None
 
     # ---- lifecycle
@@ -164,7 +166,12 @@ class BusDriver:
             self._write_goals(q)
             if self.mode == "hold":
                 self.mode = "position"
-            return self._state(check_fault=True)
+            if self._last_state is None:
+                return self._state(check_fault=True)
+            # A SYNC WRITE earns no reply on these buses: the answer is the state last read (this
+            # cycle's), with the mode now in force; reading it all again would double the bus time.
+            # Its timestamp does not advance, so --pipelined trips the stale-state check (C4).
+            return dataclasses.replace(self._last_state, status=self._status_bits())
 
     def enable_torque(self) -> P.State:
         with self._lock:
@@ -292,16 +299,19 @@ class BusDriver:
             if self.watchdog is not None:
                 self.watchdog.feed()
         errors, joints = self._faults(pkts, load, volt, temp, err)
-        status = P.Status.CALIBRATED if self.calibration is not None else 0
-        if self.mode != "off":
-            status |= P.Status.TORQUE_ON
-        status |= {"damp": P.Status.DAMPING, "hold": P.Status.HOLDING}.get(self.mode, 0)
-        state = P.State(int(t * 1e6), int(status), int(errors), int(joints), tuple(q.tolist()), tuple(dq.tolist()),
-                        sample.quat, sample.gyro, sample.accel)
-        state = self._map.state_to_host(state)
+        state = P.State(int(t * 1e6), self._status_bits(), int(errors), int(joints), tuple(q.tolist()),
+                        tuple(dq.tolist()), sample.quat, sample.gyro, sample.accel)
+        state = self._last_state = self._map.state_to_host(state)
         if check_fault and state.faulted:
             raise DeviceFault(fault_text(self.url, state, self.joint_names), state)
         return state
+
+    def _status_bits(self) -> int:
+        """What the driver knows of the robot's mode (the servos report no such thing)."""
+        status = P.Status.CALIBRATED if self.calibration is not None else 0
+        if self.mode != "off":
+            status |= P.Status.TORQUE_ON
+        return int(status | {"damp": P.Status.DAMPING, "hold": P.Status.HOLDING}.get(self.mode, 0))
 
     def _decode(self, pkts: list[Packet]):
         m, c = self.model, self.calibration

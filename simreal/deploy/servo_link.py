@@ -160,8 +160,10 @@ class ServoLink:
     def transact(self, packet: bytes, ids: Sequence[int], *, reply_bytes: int, what: str,
                  check: Check | None = None, timeout_s: float | None = None,
                  retries: int | None = None) -> list[Packet]:
-        """Send `packet`, return one status packet from each of `ids`, in that order."""
-        timeout = timeout_s or self.timeout_s
+        """Send `packet`, return one status packet from each of `ids`, in that order. An attempt
+        waits at least twice the wire time of the request and the replies (plus return delays)."""
+        wire = (len(packet) + reply_bytes) * self.byte_s + len(ids) * self.reply_gap_s
+        timeout = max(timeout_s or self.timeout_s, 2 * wire + 0.0005)
         tries = 1 + (self.retries if retries is None else retries)
         budget_end = self.clock() + timeout * tries
         seen = Seen()

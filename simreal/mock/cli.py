@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report no joint calibration: TORQUE on is refused (faults.md D4)")
     p.add_argument("--hoisted", action="store_true",
                    help="the base hangs from a stand, feet in the air (for `simreal sysid record`)")
+    p.add_argument("--held", action="store_true",
+                   help="a person holds the base as it stands until torque goes on (a biped on a bus has no "
+                        "SIM_RESET to stand it up)")
     p.add_argument("--duration", type=positive_float, default=None, metavar="S", help="exit by itself after S seconds")
     p.add_argument("--link-file", default=None, metavar="PATH", help="also write the port path here (atomic)")
     p.add_argument("--report", default=None, metavar="PATH",

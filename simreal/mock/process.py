@@ -85,7 +85,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def bus_mock(spec, gap, schedule, *, bus: str, seed: int = 0, lockstep: bool = False, hoisted: bool = False,
-             missing=(), reversed_joints=()):
+             held: bool = False, missing=(), reversed_joints=()):
     """(MockRobot, ServoBusFirmware) for a bus mode: the robot's own bus.yaml when it names this
     family, else the family's default model at 1 Mbps. Feetech firmware slews its target (the
     gap's target_slew, default the model's max speed)."""
@@ -99,7 +99,7 @@ def bus_mock(spec, gap, schedule, *, bus: str, seed: int = 0, lockstep: bool = F
         wiring = for_family(bus, directions=wiring.directions if wiring else {})
     if bus == "feetech" and not gap.target_slew:
         gap = gap.model_copy(update={"target_slew": wiring.servo.max_speed})
-    options = RobotOptions(watchdog_s=0.0, lockstep=lockstep, simulated=False, hoisted=hoisted)
+    options = RobotOptions(watchdog_s=0.0, lockstep=lockstep, simulated=False, hoisted=hoisted, held=held)
     robot = MockRobot(spec, gap, schedule, seed, options)
     return robot, ServoBusFirmware(robot, wiring, Assembly.of(spec, wiring, missing=missing,
                                                               reversed_joints=reversed_joints))
@@ -109,7 +109,7 @@ def _serve_bus(args: argparse.Namespace, spec, label: str, gap, schedule) -> int
     from simreal.mock.bus_server import BusServer, open_pty
 
     robot, fw = bus_mock(spec, gap, schedule, bus=args.bus, seed=args.seed, lockstep=args.lockstep,
-                         hoisted=args.hoisted, missing=args.missing_servo or (),
+                         hoisted=args.hoisted, held=args.held, missing=args.missing_servo or (),
                          reversed_joints=args.reversed_joint or ())
     bus_m, bus_s, port = open_pty()
     imu_m, imu_s, imu_port = open_pty()

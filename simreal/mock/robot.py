@@ -71,6 +71,7 @@ class RobotOptions:
     lockstep: bool = False
     simulated: bool = True          # False: plays hardware (no SIMULATED flag; SIM_* requests UNSUPPORTED)
     hoisted: bool = False           # the base hangs from a stand, feet in the air (Simulator.hoist; sysid)
+    held: bool = False              # a person holds the base as it stands until torque goes on (bus modes: no reset)
 
 
 class MockRobot:
@@ -98,6 +99,7 @@ class MockRobot:
         if options.hoisted:
             sim.hoist()
         self.dt = float(sim.model.opt.timestep)
+        self._held_base = sim.data.qpos[0:7].copy() if options.held else None
         self.steps = 0
         self._tilt_limit = math.radians(spec.task.max_tilt_deg)
         self._spawn_z = float(sim.model.body_pos[sim.base_id][2])
@@ -152,6 +154,12 @@ class MockRobot:
         if self.tilt_quat is not None:      # tilt_at: the base is held over at the injected angle
             sim.data.qpos[3:7] = self.tilt_quat
             sim.data.qvel[3:6] = 0.0
+        if self._held_base is not None:     # held upright until torque is on, then let go for good
+            if self.mode == "off":
+                sim.data.qpos[0:7] = self._held_base
+                sim.data.qvel[0:6] = 0.0
+            else:
+                self._held_base = None
         if self.hands is not None:          # the operator's hands pose the joints (torque off: calibration)
             sim.data.qpos[sim.qpos_idx] = self.hands - sim.encoder_offset
             sim.data.qvel[sim.dof_idx] = 0.0
