@@ -447,3 +447,40 @@ def test_a_held_biped_stands_until_torque_is_on():
     for _ in range(400):
         robot.step_physics()
     assert robot.fallen
+
+
+def test_simreal_calibrate_with_an_operator_at_the_keyboard(tmp_path):
+    """The CLI's two prompts, answered on stdin while the test moves the mock's joints."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    spec, robot, fw = make()
+    out = tmp_path / "calibration.yaml"
+    with ThreadedBusMock(robot, fw) as mock:
+        robot.hold_joints(spec.default_pose)
+        p = subprocess.Popen([sys.executable, "-m", "simreal.cli", "calibrate", "quadruped", "--port", mock.url,
+                              "--out", str(out)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+        def wait_for(text):
+            seen = ""
+            while text not in seen:
+                line = p.stderr.readline()
+                assert line, f"calibrate exited before {text!r}: {seen}"
+                seen += line
+        wait_for("Hold the robot")
+        p.stdin.write("\n")
+        p.stdin.flush()
+        wait_for("Now move every joint")
+        operator = MockOperator(robot, steps=30)
+        while operator.sweeping():
+            time.sleep(0.01)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, stderr
+    assert f"written to {out}" in stdout
+    cal = load_calibration(spec, fw.wiring, out)
+    assert all(abs(cal.joints[n].zero - fw.assembly.zero[n]) <= 3 for n in spec.joint_names)

@@ -77,15 +77,15 @@ class GroundTruth:
 class Onboard:
     """Leg odometry: base velocity = minus the mean velocity of the stance feet relative to the
     base, rotated by the IMU's orientation, smoothed by an exponential filter of time constant
-    `tau_s`. Stance: feet within `stance_m` of the lowest one."""
+    `tau_s`. Stance: the lowest foot (no contact sensing on these robots)."""
     name, privileged = "onboard", False
 
-    def __init__(self, spec, *, stance_m: float = 0.01, tau_s: float = 0.1):
+    def __init__(self, spec, *, tau_s: float = 0.1):
         import mujoco
 
         from simreal.envs.physics import load_model
 
-        self.spec, self.stance_m, self.tau_s = spec, stance_m, tau_s
+        self.spec, self.tau_s = spec, tau_s
         self.model = load_model(spec)
         self.data = mujoco.MjData(self.model)
         self._mj = mujoco
@@ -115,8 +115,11 @@ class Onboard:
         if last is None or t <= last[0]:
             return None
         dt = t - last[0]
-        stance = feet[:, 2] <= feet[:, 2].min() + self.stance_m
-        v_world = -((feet - last[1]) / dt)[stance].mean(axis=0)
+        # stance: the lowest foot over both readings (no contact sensing here; on the shipped
+        # policies the lowest one is 13 % slower than the truth, the lower half 21 %: feet that
+        # have just landed still move)
+        low = np.argsort(feet[:, 2] + last[1][:, 2])[:1]
+        v_world = -((feet - last[1]) / dt)[low].mean(axis=0)
         yaw = float(heading_of(np.asarray(state.quat)))
         a = 1.0 - math.exp(-dt / self.tau_s)
         self._v += a * (np.array(to_heading(v_world, yaw)) - self._v)
