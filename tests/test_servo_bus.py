@@ -245,7 +245,29 @@ def test_an_overheating_servo_is_a_safe_stop(calibrated):
     with ThreadedBusMock(robot, fw) as mock:
         s = _deploy(spec, fw, mock, calibrated, duration=4.0)
     assert s["safe_stops"] and s["safe_stops"][0]["cause"] == S.DEVICE_FAULT, s["safe_stops"]
-    assert "OVERHEAT" in json.dumps(s["safe_stops"][0])
+    assert "OVERHEAT" in json.dumps(s["safe_stops"][0]) and "rl_knee" in json.dumps(s["safe_stops"][0])
+
+
+def test_a_dynamixel_alert_is_read_out_of_the_hardware_error_register(tmp_path):
+    """F9 on Dynamixel: the status packet's ALERT bit, then register 70 for which error."""
+    from simreal.deploy.driver import DeviceFault
+    from simreal.hardware.wiring import Limits
+
+    spec, robot, fw = make(bus="dynamixel")
+    with ThreadedBusMock(robot, fw) as mock:
+        cal = calibrate_mock(spec, robot, fw, mock, tmp_path / "c.yaml")
+    spec, robot, fw = make(bus="dynamixel", faults="device_fault=0.01:voltage:fr_knee")
+    lax = fw.wiring.model_copy(update={"limits": Limits(min_voltage=0.0, max_voltage=24.0)})
+    with ThreadedBusMock(robot, fw) as mock:
+        d = BusDriver(mock.url, spec, lax, load_calibration(spec, lax, cal), imu_url=mock.imu_url)
+        d.handshake()
+        d.enable_torque()
+        d.send_command(spec.default_pose)          # lockstep: one period passes, the fault latches
+        with pytest.raises(DeviceFault) as exc:
+            d.read_state()
+        d.disable_torque()
+        d.close()
+    assert "SERVO_ALERT" in str(exc.value) and "VOLTAGE" in str(exc.value) and "fr_knee" in str(exc.value)
 
 
 def test_the_host_watchdog_turns_feetech_torque_off_when_commands_stop(calibrated):

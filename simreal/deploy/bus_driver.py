@@ -374,7 +374,7 @@ class BusDriver:
                 if int(err[i]) >> bit & 1:
                     bits |= P.Fault[name]
             if self.wiring.family == "dynamixel" and p.code & dynamixel.ALERT:
-                bits |= P.Fault.SERVO_ALERT
+                bits |= P.Fault.SERVO_ALERT | self._hardware_error(self.ids[i])
             if temp[i] > lim.max_temperature:
                 bits |= P.Fault.OVERHEAT
             if self._over_load[i] >= lim.load_cycles:
@@ -385,6 +385,18 @@ class BusDriver:
                 errors |= bits
                 joints |= 1 << i
         return errors, joints
+
+
+    def _hardware_error(self, sid: int) -> int:
+        """A Dynamixel status packet's ALERT bit says an error is latched; register 70 says which."""
+        r = self.model.reg("hardware_error")
+        try:
+            (pkt,) = self.link.transact(self.codec.read(sid, r.address, r.size), [sid],
+                                        reply_bytes=self.codec.reply_length(r.size), what=f"read servo {sid}'s error")
+        except DriverError:
+            return 0                      # the ALERT bit alone is already a device fault
+        value = r.decode(pkt.params) if len(pkt.params) == r.size else 0
+        return sum(int(P.Fault[name]) for bit, name in self.model.error_bits.items() if value >> bit & 1)
 
 
 class HostWatchdog:
