@@ -1,8 +1,29 @@
-"""File helpers shared by checkpoints (train) and bundles (export, deploy): no heavy imports."""
+"""File helpers shared by checkpoints (train), bundles (export, deploy), calibrations and the mock: no heavy imports."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def sha256_file(path: Path) -> str:

@@ -8,7 +8,6 @@ and servo ids stay in robot.yaml (`joints[].servo_id`), so there is one joint li
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simreal.errors import UserError
+from simreal.files import write_atomic
 from simreal.hardware import servo_models
 from simreal.validation import describe_validation_error
 from simreal.yamlfiles import read_mapping
@@ -164,12 +164,7 @@ def save_calibration(c: Calibration, path: Path) -> None:
     text = ("# written by `simreal calibrate`; ticks are raw servo positions\n"
             + yaml.safe_dump(data, sort_keys=False))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, text.encode())
 
 
 def now_text() -> str:

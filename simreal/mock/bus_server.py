@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import fcntl
 import heapq
 import itertools
 import math
 import os
 import select
-import signal
 import threading
 import time
 import tty
@@ -27,16 +25,18 @@ from simreal.hardware.packets import Packet
 from simreal.mock.bus_firmware import Bno055Firmware, ServoBusFirmware
 from simreal.mock.faults import FaultSchedule, corrupt
 from simreal.mock.robot import BURST_S, MockRobot
+from simreal.mock.serving import ServeLoop, drain, set_nonblocking
 
 # hook(instruction packet, status bytes) -> [(delay_s, bytes), ...] put on the wire instead
 BusHook = Callable[[Packet, bytes], "list[tuple[float, bytes]]"]
 
 
-class BusServer:
+class BusServer(ServeLoop):
     def __init__(self, robot: MockRobot, firmware: ServoBusFirmware, bus_fd: int, imu_fd: int, *,
                  schedule: FaultSchedule, seed: int = 0, link_timeout_s: float = 0.004,
                  imu_baudrate: int = 115_200, duration: float | None = None, stdin_fd: int | None = None,
                  hook: BusHook | None = None):
+        super().__init__()
         self.robot, self.fw, self.schedule, self.hook = robot, firmware, schedule, hook
         self.imu = Bno055Firmware(robot, firmware)
         self.bus_fd, self.imu_fd, self.stdin_fd, self.duration = bus_fd, imu_fd, stdin_fd, duration
@@ -52,42 +52,13 @@ class BusServer:
         self._seq = itertools.count()
         self._last_due = 0.0
         self._last_write = 0.0
-        self.stop_reason = ""
         self.counters: collections.Counter = collections.Counter()
         self.exchanges: list[tuple[Packet, bytes]] = []           # what each instruction earned, pre-fault
         self.t0 = time.monotonic()
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w, bus_fd, imu_fd):
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        set_nonblocking(bus_fd, imu_fd)
 
     def now(self) -> float:
         return self.robot.clock if self.lockstep else time.monotonic() - self.t0
-
-    def serve(self, *, signals: bool = True) -> str:
-        if signals:
-            old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-            old_wakeup = signal.set_wakeup_fd(self._wake_w)
-        try:
-            while not self.stop_reason:
-                self._iterate()
-        finally:
-            if signals:
-                signal.set_wakeup_fd(old_wakeup)
-                for s, h in old.items():
-                    signal.signal(s, h)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-        return self.stop_reason
-
-    def stop(self, reason: str = "stopped") -> None:
-        self.stop_reason = reason
-        try:
-            os.write(self._wake_w, b"!")
-        except OSError:
-            pass
-
-    def _on_signal(self, signum: int, _frame) -> None:
-        self.stop_reason = signal.Signals(signum).name
 
     def _iterate(self) -> None:
         self._wait_and_read()
@@ -115,7 +86,7 @@ class BusServer:
             ([self.stdin_fd] if self.stdin_fd is not None else [])
         ready, _, _ = select.select(rlist, [], [], timeout)
         if self._wake_r in ready:
-            _drain(self._wake_r)
+            drain(self._wake_r)
         if self.stdin_fd is not None and self.stdin_fd in ready and not os.read(self.stdin_fd, 4096):
             self.stop_reason = "stdin closed"
         if self.bus_fd in ready:
@@ -143,7 +114,7 @@ class BusServer:
                 break
 
     def _read_bus(self) -> None:
-        data = _drain(self.bus_fd)
+        data = drain(self.bus_fd)
         if not data:
             return
         self.counters["bytes_in"] += len(data)
@@ -158,7 +129,7 @@ class BusServer:
             self.queue.append((due, pkt))
 
     def _read_imu(self) -> None:
-        data = _drain(self.imu_fd)
+        data = drain(self.imu_fd)
         if not data:
             return
         now = self.now()
@@ -216,16 +187,6 @@ class BusServer:
         }
 
 
-def _drain(fd: int) -> bytes:
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except (BlockingIOError, OSError):
-            return bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk
 
 
 def open_pty() -> tuple[int, int, str]:

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from simreal.mock.faults import parse_faults
 from simreal.errors import UserError
+from simreal.files import write_atomic
 
 from simreal.mock.robot import PORT_PREFIX, MockRobot, RobotOptions
 
@@ -26,13 +27,6 @@ from simreal.mock.server import Server
 
 
 # --------------------------------------------------------------------------- process entry points
-
-def _write_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def run_from_args(args: argparse.Namespace) -> int:
     from simreal.mock.gap import GapError, gap_file, list_gaps, load_gap
@@ -61,7 +55,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     tty.setraw(slave)
     port = os.ttyname(slave)     # we keep the slave open too: hosts may come and go without a hang-up
     if args.link_file:                          # before the PORT line: once announced, both exist
-        _write_atomic(args.link_file, port + "\n")
+        write_atomic(Path(args.link_file), (port + "\n").encode())
     print(f"{PORT_PREFIX}{port}", flush=True)
     print(f"mock robot {spec.name} on {port} (gap {label}, faults {args.faults or 'none'}, seed {args.seed}, "
           f"{'lockstep' if args.lockstep else 'real time'}); SIGTERM or Ctrl-C stops it", file=sys.stderr, flush=True)
@@ -79,7 +73,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     text = json.dumps({**server.report(), "gap": label, "gap_profile": gap.model_dump(mode="json"),
                        "port": port})
     if args.report:
-        _write_atomic(args.report, text)
+        write_atomic(Path(args.report), text.encode())
     print(f"REPORT {text}", file=sys.stderr, flush=True)
     return 0
 
@@ -114,7 +108,7 @@ def _serve_bus(args: argparse.Namespace, spec, label: str, gap, schedule) -> int
     bus_m, bus_s, port = open_pty()
     imu_m, imu_s, imu_port = open_pty()
     if args.link_file:
-        _write_atomic(args.link_file, port + "\n")
+        write_atomic(Path(args.link_file), (port + "\n").encode())
     print(f"{PORT_PREFIX}{port}", flush=True)
     print(f"{IMU_PREFIX}{imu_port}", flush=True)
     print(f"mock robot {spec.name} as a {fw.model.name} bus ({args.bus}, {fw.wiring.baudrate} baud) on {port}, "
@@ -132,7 +126,7 @@ def _serve_bus(args: argparse.Namespace, spec, label: str, gap, schedule) -> int
         os.unlink(args.link_file)
     text = json.dumps({**server.report(), "gap": label, "port": port, "imu_port": imu_port})
     if args.report:
-        _write_atomic(args.report, text)
+        write_atomic(Path(args.report), text.encode())
     print(f"REPORT {text}", file=sys.stderr, flush=True)
     return 0
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import fcntl
 import heapq
 import itertools
 import math
 import os
 import select
-import signal
 import time
 from typing import Callable
 
@@ -22,6 +20,7 @@ import numpy as np
 from simreal import protocol as P
 from simreal.mock.faults import FaultSchedule, corrupt
 from simreal.mock.robot import BURST_S, MockRobot
+from simreal.mock.serving import ServeLoop, drain, set_nonblocking
 
 # hook(request, reply bytes) -> [(delay_s, bytes), ...]: what goes on the wire instead (nothing, a
 # damaged or late copy, two copies, garbage first). Driver tests use it for byte-level faults.
@@ -30,13 +29,14 @@ ReplyHook = Callable[[P.Frame, bytes], "list[tuple[float, bytes]]"]
 
 # --------------------------------------------------------------------------- the serial side
 
-class Server:
+class Server(ServeLoop):
     """Plays the link: reads requests from the pty master, serves them through MockRobot with the
     gap's latency, jitter and wire time, applies per-reply faults, writes the replies."""
 
     def __init__(self, robot: MockRobot, schedule: FaultSchedule, fd: int, *, seed: int = 0,
                  baudrate: int, link_timeout_s: float, stdin_fd: int | None = None,
                  duration: float | None = None, hook: ReplyHook | None = None):
+        super().__init__()
         self.robot, self.schedule, self.fd, self.seed, self.hook = robot, schedule, fd, seed, hook
         self.lockstep = robot.options.lockstep
         self.byte_s = 10.0 / baudrate               # UART: start + 8 data + stop bits per byte
@@ -52,47 +52,13 @@ class Server:
         self._last_due = 0.0
         self._last_write = 0.0          # replies leave in the order their requests arrived
         self._was_stalled = False
-        self.stop_reason = ""
         self.counters = collections.Counter()
         self.max_lag_s = 0.0
         self.t0 = time.monotonic()
-        self._wake_r, self._wake_w = os.pipe()
-        for fd_ in (self._wake_r, self._wake_w, fd):
-            fcntl.fcntl(fd_, fcntl.F_SETFL, fcntl.fcntl(fd_, fcntl.F_GETFL) | os.O_NONBLOCK)
+        set_nonblocking(fd)
 
     def now(self) -> float:
         return self.robot.clock if self.lockstep else time.monotonic() - self.t0
-
-    # ---- main loop
-
-    def serve(self, *, signals: bool = True) -> str:
-        """Run until a stop condition; returns why it stopped. signals=False (serving from a thread,
-        which cannot take signals): stop() ends it."""
-        if signals:
-            old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-            old_wakeup = signal.set_wakeup_fd(self._wake_w)
-        try:
-            while not self.stop_reason:
-                self._iterate()
-        finally:
-            if signals:
-                signal.set_wakeup_fd(old_wakeup)
-                for s, h in old.items():
-                    signal.signal(s, h)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-        return self.stop_reason
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask serve() to return (from another thread)."""
-        self.stop_reason = reason
-        try:
-            os.write(self._wake_w, b"!")
-        except OSError:                 # serve() already returned and closed the pipe
-            pass
-
-    def _on_signal(self, signum: int, _frame) -> None:
-        self.stop_reason = signal.Signals(signum).name
 
     def _iterate(self) -> None:
         # Input first: when this process was descheduled, requests already waiting must feed the
@@ -127,7 +93,7 @@ class Server:
             ([self.stdin_fd] if self.stdin_fd is not None else [])
         ready, _, _ = select.select(rlist, [], [], timeout)
         if self._wake_r in ready:
-            _drain(self._wake_r)
+            drain(self._wake_r)
         if self.stdin_fd is not None and self.stdin_fd in ready and not os.read(self.stdin_fd, 4096):
             self.stop_reason = "stdin closed"
         if self.fd in ready:
@@ -161,7 +127,7 @@ class Server:
             self.queue.clear()
             self.writes.clear()
         elif self._was_stalled and not stalled:     # ... and what piled up in its receive buffer
-            self.counters["bytes_lost_to_stall"] += len(_drain(self.fd))
+            self.counters["bytes_lost_to_stall"] += len(drain(self.fd))
             self.decoder.reset()
         self._was_stalled = stalled
 
@@ -256,13 +222,3 @@ class Server:
         }
 
 
-def _drain(fd: int) -> bytes:
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except (BlockingIOError, OSError):
-            return bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from simreal.train.checkpoint import write_atomic
+from simreal.files import write_atomic
 from simreal.train.episode import INFO_KEY, EpisodeStats, nanmean
 from simreal.train.evaluate import EvalResult
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simreal.train.checkpoint import write_atomic
+from simreal.files import write_atomic
 from simreal.train.layout import RunPaths
 
 

@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterator
 from simreal.errors import UserError
 from simreal.train.callbacks import (EpisodeLog, EvalLog, Progress, TrainHooks, WallClock,
                                      truncate_csv)
-from simreal.train.checkpoint import Checkpoint, CheckpointStore, write_atomic
+from simreal.files import write_atomic
+from simreal.train.checkpoint import Checkpoint, CheckpointStore
 from simreal.train.config import TrainConfig, dump_yaml, load_resolved
 from simreal.train.layout import RunPaths
 
