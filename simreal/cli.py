@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "simreal.mock.cli",      # mock-robot
     "simreal.deploy.cli",    # deploy, log
     "simreal.servos.cli",    # servos, calibrate: bare bus servos on the bench
+    "simreal.finetune.cli",  # finetune: learning on the robot through deploy
     "simreal.sysid.cli",     # sysid record
     "simreal.faults.cli",    # faults: the fault matrix's drills
     "simreal.sweep.cli",     # sweep: Ray Tune (the cluster extra)

@@ -211,10 +211,15 @@ def test_garbage_anywhere_loses_at_most_one_frame_per_burst(frames, bursts):
         stream = stream[:pos] + junk + stream[pos:]
     got = frames_in(P.FrameDecoder().feed(stream))
     sent = [P.decode(f) for f in frames]
-    # Every decoded frame is one that was sent, in order (no false accepts), and few are lost.
+    # Garbage made of pieces of real frames can, with the bytes around it, spell out a whole valid
+    # frame (Hypothesis found one: a HOLD rebuilt across a burst's edge). That frame is on the
+    # wire, byte for byte: accepting it is right. Anything else decoded must be a sent frame.
+    on_wire = [g for g in got if g not in sent and P.encode(g.msg, g.tag).strip(b"\x00") in stream]
+    got = [g for g in got if g not in on_wire]
+    # Every other decoded frame is one that was sent, in order (no false accepts), and few are lost.
     it = iter(sent)
     assert all(any(g == s for s in it) for g in got)
-    assert len(got) >= len(sent) - len(bursts)
+    assert len(got) >= len(sent) - len(bursts) - len(on_wire)
 
 
 # ---------------------------------------------------------------- F7 oversize, F8 foreign

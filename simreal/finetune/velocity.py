@@ -58,7 +58,9 @@ def to_heading(v_world: np.ndarray, yaw: float) -> tuple[float, float]:
 
 
 class GroundTruth:
-    """The simulator's base velocity, read through the driver (privileged: the mock only)."""
+    """The simulator's base velocity (privileged: the mock only), from anything with a
+    `ground_truth()` (a driver, or the runtime's cycle record); the heading and yaw rate are the
+    robot's own IMU's, as for the other sources."""
     name, privileged = "ground_truth", True
 
     def __init__(self, driver):
@@ -66,9 +68,10 @@ class GroundTruth:
 
     def velocity(self, state: P.State) -> Velocity | None:
         g = self.driver.ground_truth()
-        yaw = float(heading_of(np.asarray(g.base_quat)))
-        vx, vy = to_heading(np.asarray(g.base_lin_vel), yaw)
-        return Velocity(vx, vy, float(g.base_ang_vel[2]))
+        if g is None:
+            return None
+        vx, vy = to_heading(np.asarray(g.base_lin_vel), float(heading_of(np.asarray(state.quat))))
+        return Velocity(vx, vy, float(state.gyro[2]))
 
     def close(self) -> None:
         pass

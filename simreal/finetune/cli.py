@@ -1,0 +1,60 @@
+"""`simreal finetune` (import-light)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from simreal.cliargs import positive_float, positive_int
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a bundle on the robot (or the mock): episodes of `deploy` "
+                                        "with a bounded learning residual (CrossQ or SAC), checkpointed")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--port", required=True, help="the robot's serial port (a mock robot prints its port)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--steps", type=positive_int, help="transitions to learn from, in all")
+    g.add_argument("--minutes", type=positive_float, help="robot minutes (policy time), in all")
+    p.add_argument("--algo", choices=["crossq", "sac"], default="crossq")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/finetune/ROBOT-TIME)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--velocity", default=None, metavar="SOURCE",
+                   help="ground_truth (the mock only: privileged), onboard (IMU + leg kinematics) or "
+                        "tracker:HOST:PORT (UDP lines `t x y yaw`); default ground_truth on the mock, else onboard")
+    p.add_argument("--episode-seconds", type=positive_float, default=10.0, metavar="S")
+    p.add_argument("--bound", type=positive_float, default=0.2,
+                   help="the most fine-tuning may change an action (action units, default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--yes", action="store_true", help="do not ask before each episode's torque on")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from simreal.deploy.cli import confirm_torque
+    from simreal.errors import EXIT_INTERRUPTED, UserError
+    from simreal.finetune.learner import NonFiniteUpdate
+    from simreal.finetune.session import Interrupted, finetune
+    from simreal.finetune.velocity import VelocityError
+
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        raise UserError("--out and --resume name different folders: give one")
+    out = args.resume or args.out or f"runs/finetune/{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        c = finetune(args.bundle, args.port, out, steps=args.steps, minutes=args.minutes, algo=args.algo,
+                     resume=bool(args.resume), velocity=args.velocity, episode_s=args.episode_seconds,
+                     bound=args.bound, seed=args.seed, confirm=(lambda info: True) if args.yes else confirm_torque,
+                     notify=lambda s: print(s, file=sys.stderr))
+    except Interrupted as exc:
+        print(f"simreal finetune: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NonFiniteUpdate as exc:      # between episodes: torque is already off
+        print(f"simreal finetune: {exc}; the run is checkpointed with those weights, torque is off", file=sys.stderr)
+        return 1
+    except (VelocityError, FileExistsError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"fine-tuned {c.episodes} episodes, {c.transitions} transitions ({c.robot_s / 60:.1f} robot minutes), "
+          f"{c.falls} falls, {c.refused} refused; run in {out}")
+    return 0
