@@ -137,3 +137,16 @@ def test_finetune_cli_refuses_bad_arguments(tmp_path):
     assert r.returncode == 2 and "--steps" in r.stderr
     r = run_simreal("finetune", BUNDLE, "--port", str(tmp_path / "nope"), "--steps", "10", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_episodes_that_give_no_transitions_stop_the_run(tmp_path):
+    """A tracker nobody feeds: every cycle is refused; three such episodes end the run (exit 1)."""
+    from simreal.finetune.session import MAX_EMPTY_EPISODES, Stalled
+
+    with ThreadedMock(mock()) as m:
+        with pytest.raises(Stalled, match="gave no transition"):
+            finetune(BUNDLE, m.url, tmp_path, steps=100, velocity="tracker:127.0.0.1:0", episode_s=0.5,
+                     batch_size=32)
+    st = latest_state(tmp_path)
+    assert st["counters"]["episodes"] == MAX_EMPTY_EPISODES and st["counters"]["transitions"] == 0
+    assert st["counters"]["refused"] > 0 and st["provenance"]["velocity"] == "tracker"

@@ -40,7 +40,6 @@ class BusLinkCounters:
     failed: int = 0              # transactions that raised LinkTimeout
     stale_replies: int = 0       # a packet from a servo not awaited at that point: dropped
     implausible: int = 0         # checksum-valid replies whose values cannot be true: dropped
-    device_errors: int = 0       # status packets carrying an error byte
     write_timeouts: int = 0
     link_lost: int = 0
     bytes_flushed: int = 0

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from simreal.deploy.cli import confirm_torque
     from simreal.errors import EXIT_INTERRUPTED, UserError
     from simreal.finetune.learner import NonFiniteUpdate
-    from simreal.finetune.session import Interrupted, finetune
+    from simreal.finetune.session import Interrupted, Stalled, finetune
     from simreal.finetune.velocity import VelocityError
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         print(f"simreal finetune: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Stalled as exc:
+        print(f"simreal finetune: {exc}", file=sys.stderr)
+        return 1
     except NonFiniteUpdate as exc:      # between episodes: torque is already off
         print(f"simreal finetune: {exc}; the run is checkpointed with those weights, torque is off", file=sys.stderr)
         return 1

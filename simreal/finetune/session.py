@@ -33,6 +33,14 @@ FORMAT = "simreal-finetune/1"
 RESIDUAL_PENALTY = 0.5        # x mean(delta^2): stay near the simulation policy unless it pays
 
 
+class Stalled(RuntimeError):
+    """Episodes that give no transitions (the robot trips at once, no velocity estimate): stop
+    rather than loop for ever."""
+
+
+MAX_EMPTY_EPISODES = 3
+
+
 class Interrupted(Exception):
     """Ctrl-C / SIGTERM during an episode: the runtime stopped the robot safely, the episode was
     checkpointed, and the run ends (exit 130); --resume continues it."""
@@ -180,11 +188,13 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
     def done() -> bool:
         return (counters.transitions if steps is not None else counters.robot_s) >= budget
 
+    empty = 0
     try:
         while not done():
             t0 = time.monotonic()
             rows: list[dict] = []
             residual.deltas = []
+            source.reset()
             summary, _ = deploy(bundle, port, duration_s=episode_s, log_path=str(out / "episodes" /
                                 f"{counters.episodes:05d}.jsonl"), config=cfg, policy_wrapper=lambda p: residual,
                                 on_cycle=lambda i, row: rows.append(row), confirm=confirm or (lambda info: True))
@@ -203,9 +213,9 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
             counters.robot_s += summary.get("policy_s", 0.0)
             counters.falls += fell
             counters.wall_s += time.monotonic() - t0
-            vx = [r[2] for r in trans]
+            rewards = [r[2] for r in trans]
             counters.episode_log.append({"steps": len(trans), "fell": fell,
-                                         "mean_reward": float(np.mean(vx)) if vx else None})
+                                         "mean_reward": float(np.mean(rewards)) if rewards else None})
             store.save(counters.transitions, lambda d: _write(d, learner, counters, source, bundle, algo, bound))
             notify(f"episode {counters.episodes}: {len(trans)} transitions, {'FELL' if fell else 'ok'}, "
                    f"falls {counters.falls}, robot time {counters.robot_s:.0f} s")
@@ -213,6 +223,11 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
                 on_episode(counters)
             if failed is not None:
                 raise failed
+            empty = 0 if trans else empty + 1
+            if empty >= MAX_EMPTY_EPISODES:
+                raise Stalled(f"{empty} episodes in a row gave no transition (last: "
+                              f"{summary['safe_stops'][0]['cause'] if summary['safe_stops'] else summary['end']}, "
+                              f"{refused} refused); the run is checkpointed, torque is off")
             stops = [s["cause"] for s in summary["safe_stops"]]
             if "signal" in stops:
                 raise Interrupted(f"interrupted in episode {counters.episodes}: the robot was stopped safely "

@@ -45,6 +45,7 @@ class VelocitySource(Protocol):
     privileged: bool
 
     def velocity(self, state: P.State) -> Velocity | None: ...
+    def reset(self) -> None: ...                # a new episode: forget the last reading
     def close(self) -> None: ...
 
 
@@ -72,6 +73,9 @@ class GroundTruth:
             return None
         vx, vy = to_heading(np.asarray(g.base_lin_vel), float(heading_of(np.asarray(state.quat))))
         return Velocity(vx, vy, float(state.gyro[2]))
+
+    def reset(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -127,6 +131,10 @@ class Onboard:
         a = 1.0 - math.exp(-dt / self.tau_s)
         self._v += a * (np.array(to_heading(v_world, yaw)) - self._v)
         return Velocity(float(self._v[0]), float(self._v[1]), float(state.gyro[2]))
+
+    def reset(self) -> None:
+        self._last = None
+        self._v[:] = 0.0
 
     def close(self) -> None:
         pass
@@ -187,6 +195,9 @@ class Tracker:
         vx, vy = to_heading(np.array([(x1 - x0) / dt, (y1 - y0) / dt]), a1)
         dyaw = math.remainder(a1 - a0, 2 * math.pi)
         return Velocity(vx, vy, dyaw / dt)
+
+    def reset(self) -> None:
+        pass                                    # poses carry the tracker's own time: nothing to forget
 
     def close(self) -> None:
         self._stop.set()
