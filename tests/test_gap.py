@@ -33,7 +33,9 @@ def nominal(tmp_path_factory):
 def test_gap_against_the_nominal_mock_reports_no_lag_difference(nominal):
     out, printed = nominal
     rep = json.loads((out / "gap.json").read_text())
-    assert rep["compared_cycles"] == 150 and not rep["robot"]["fell"] and not rep["sim"]["fell"]
+    # 150 policy cycles; a loaded host may skip a deadline (faults.md C5), and the lockstep mock
+    # does not move in a skipped one, so a cycle or two fewer is the host's, not the gap's
+    assert 145 <= rep["compared_cycles"] <= 150 and not rep["robot"]["fell"] and not rep["sim"]["fell"]
     lags = [j["lag_difference"] for j in rep["joints"]]
     assert len(lags) == 8 and max(abs(x) for x in lags) < 0.5, lags        # < half a control cycle
     assert all(j["lag_robot"] > 1 for j in rep["joints"])                   # but the joints do lag
