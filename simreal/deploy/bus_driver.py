@@ -29,11 +29,11 @@ from simreal.deploy.driver import (DeviceFault, DriverError, HandshakeError, Joi
 from simreal.deploy.servo_link import BusLinkCounters, ServoLink
 from simreal.deploy.transport import open_port
 from simreal.deploy.imu import Bno055Link, ImuSource
-from simreal.hardware import dynamixel, feetech
+from simreal.hardware import dynamixel
+from simreal.hardware.codecs import CODECS
 from simreal.hardware.packets import Packet
 from simreal.hardware.wiring import BusWiring, Calibration
 
-CODECS = {"feetech": feetech, "dynamixel": dynamixel}
 DAMP_TORQUE = 200            # Feetech torque_limit (per mille) while damping: a soft hold
 DAMP_GAIN = 0.1              # Dynamixel P gain fraction while damping
 POSITION_MARGIN = 0.05       # rad: encoder noise and quantization allowed on top of max speed x dt

@@ -26,11 +26,11 @@ import numpy as np
 
 from simreal import protocol as P
 from simreal.hardware import bno055, dynamixel, feetech
+from simreal.hardware.codecs import CODECS
 from simreal.hardware.packets import Packet
 from simreal.hardware.servo_models import ServoModel
 from simreal.hardware.wiring import BusWiring
 
-CODECS = {"feetech": feetech, "dynamixel": dynamixel}
 DEFAULT_GAINS = {"feetech": (32, 0), "dynamixel": (400, 0)}   # factory P, and D the mock scales kd by
 NOMINAL_VOLTAGE = 12.0
 AMBIENT_C, OVERHEAT_C = 35.0, 75.0

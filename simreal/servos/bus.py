@@ -9,10 +9,10 @@ from typing import Mapping, Sequence
 from simreal.deploy.driver import LinkTimeout
 from simreal.deploy.servo_link import ServoLink
 from simreal.deploy.transport import open_port
-from simreal.hardware import dynamixel, feetech, servo_models
+from simreal.hardware import servo_models
+from simreal.hardware.codecs import CODECS
 from simreal.hardware.servo_models import ServoModel
 
-CODECS = {"feetech": feetech, "dynamixel": dynamixel}
 
 
 @dataclass(frozen=True)
