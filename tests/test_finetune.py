@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from simreal.bundle.contract import contract_sha256
+from simreal.bundle.policy import Policy
 from simreal.bundle.shipped import shipped_bundle
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
-from simreal.finetune.session import STATE_FILE, episode_transitions, finetune, _RowTruth
+from simreal.finetune.session import episode_transitions, finetune, _RowTruth
+from simreal.finetune.state import STATE_FILE
 from simreal.finetune.velocity import Velocity
 from simreal.mock.faults import parse_faults
 from simreal.mock.gap import load_gap
@@ -27,7 +30,7 @@ from simreal.robot.spec import load_robot
 from simreal.train.checkpoint import CheckpointStore
 
 BUNDLE = str(shipped_bundle("quadruped"))
-FAST = dict(episode_s=2.0, batch_size=32, utd=0.25)
+FAST = dict(episode_s=2.0, batch_size=32, utd=0.25, sim_warmup=64, actor_delay_s=2.0)
 
 
 def mock(faults=None, gap="worn"):
@@ -50,6 +53,34 @@ def test_a_few_hundred_steps_learn_checkpoint_and_keep_the_residual_bounded(tmp_
     log = [json.loads(line) for line in (tmp_path / "episodes" / "00000.jsonl").read_text().splitlines()[1:]]
     actions = [r for r in log if r.get("phase") == "policy" and "action" in r]
     assert actions, "the episode log holds the policy's cycles"
+    assert c.sim_transitions == 64 and st["counters"]["sim_transitions"] == 64
+
+    # the result is a bundle: the base network plus the residual, with its provenance
+    tuned = Policy.load(tmp_path / "bundle")
+    r = tuned.contract.residual
+    assert r.bound == 0.2 and r.finetune.transitions == c.transitions and r.finetune.privileged_velocity
+    assert r.finetune.base_sha256 == contract_sha256(BUNDLE) and r.finetune.sim_warmup == 64
+    base = Policy.load(BUNDLE)
+    obs = np.array([row["obs"] for row in actions], np.float32)
+    change = np.abs(tuned.infer_batch(obs)[0] - base.infer_batch(obs)[0])
+    assert 0 < change.max() <= 0.2 + 1e-6                    # it learned something, within the bound
+    # ... that deploys like any bundle
+    from simreal.deploy.session import deploy
+
+    with ThreadedMock(mock()) as m:
+        summary, _ = deploy(str(tmp_path / "bundle"), m.url, duration_s=1.0, confirm=lambda info: True)
+    assert summary["end"] == "duration" and not summary["safe_stops"]
+    # a fine-tuned bundle is not fine-tuned again (its export could not hold a second residual)
+    from simreal.deploy.plan import StartRefused
+
+    with pytest.raises(StartRefused, match="already fine-tuned"):
+        finetune(str(tmp_path / "bundle"), "/dev/null", tmp_path / "again", steps=10)
+    # resuming a run that is done only exports again: the robot port is never opened
+    import shutil
+
+    shutil.rmtree(tmp_path / "bundle")
+    again = finetune(BUNDLE, "/nonexistent/port", tmp_path, steps=250, resume=True, **FAST)
+    assert again.transitions == c.transitions and Policy.load(tmp_path / "bundle").contract.residual is not None
 
 
 def test_resume_after_a_kill_mid_episode_continues_with_exact_counts(tmp_path):
@@ -60,7 +91,7 @@ def test_resume_after_a_kill_mid_episode_continues_with_exact_counts(tmp_path):
     out = tmp_path / "run"
     with spawn("quadruped", gap="worn", lockstep=True) as m:
         p = subprocess.Popen([sys.executable, "-m", "simreal.cli", "finetune", BUNDLE, "--port", m.port,
-                              "--steps", "10000", "--episode-seconds", "2", "--out", str(out), "--yes"],
+                              "--steps", "10000", "--episode-seconds", "2", "--sim-warmup", "64", "--out", str(out), "--yes"],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
         while not (out / "episodes" / "00001.jsonl").exists():
@@ -108,8 +139,8 @@ def test_a_non_finite_reward_is_refused_and_the_weights_stay_finite():
             self.n += 1
             return Velocity(float("nan") if self.n == 3 else 0.3, 0.0, 0.0)
 
-    trans, refused = episode_transitions(rows, [np.zeros(8)] * 6, NaNThird(), {}, fell=False, truth=_RowTruth())
-    assert refused == 1 and len(trans) == 4 and all(np.isfinite(t[2]) for t in trans)
+    trans, refused, vx = episode_transitions(rows, [np.zeros(8)] * 6, NaNThird(), {}, fell=False, truth=_RowTruth())
+    assert refused == 1 and len(trans) == 4 and all(np.isfinite(t[2]) for t in trans) and vx == pytest.approx(0.3)
     learner = ResidualLearner(4, 8, batch_size=8)
     with pytest.raises(ValueError, match="reward is not finite"):
         learner.add(np.zeros(4), np.zeros(8), float("nan"), np.zeros(4), False)
@@ -150,3 +181,60 @@ def test_episodes_that_give_no_transitions_stop_the_run(tmp_path):
     st = latest_state(tmp_path)
     assert st["counters"]["episodes"] == MAX_EMPTY_EPISODES and st["counters"]["transitions"] == 0
     assert st["counters"]["refused"] > 0 and st["provenance"]["velocity"] == "tracker"
+
+
+def test_critic_only_updates_leave_the_actor_and_entropy_coefficient_alone():
+    rng = np.random.default_rng(0)
+    learner = ResidualLearner(10, 3, batch_size=32)
+    for _ in range(64):
+        learner.add(rng.normal(size=10), rng.uniform(-1, 1, 3), rng.normal(), rng.normal(size=10), False)
+    actor = [p.detach().clone() for p in learner.model.actor.parameters()]
+    critic = [p.detach().clone() for p in learner.model.critic.parameters()]
+    alpha = learner.model.log_ent_coef.detach().clone()
+    assert learner.update(5, critic_only=True) == 5
+    assert all(torch_equal(a, b) for a, b in zip(actor, learner.model.actor.parameters()))
+    assert torch_equal(alpha, learner.model.log_ent_coef)
+    assert not all(torch_equal(a, b) for a, b in zip(critic, learner.model.critic.parameters()))
+    learner.update(5)
+    assert not all(torch_equal(a, b) for a, b in zip(actor, learner.model.actor.parameters()))
+
+
+def test_the_simulated_warm_up_trains_the_critic_on_the_robot_reward_then_empties_the_buffer():
+    from simreal.finetune.residual import ResidualPolicy
+    from simreal.finetune.warmup import sim_transitions, warm_up
+
+    spec = load_robot("quadruped")
+    base = Policy.load(BUNDLE)
+    learner = ResidualLearner(base.obs_dim, spec.n_joints, batch_size=32)
+    policy = ResidualPolicy(base, learner, 0.2)
+    trans = sim_transitions(policy, spec, 120, (0.35, 0.0))
+    assert len(trans) == 120 and not policy.deltas
+    rewards = np.array([t[2] for t in trans])
+    # the shipped policy walks in simulation: forward tracking near its best (2.0 x exp(-err^2/0.1))
+    assert np.isfinite(rewards).all() and rewards[20:].mean() > 1.5
+    assert np.abs(np.array([t[1] for t in trans])).max() > 0.05      # it explores
+    critic = [p.detach().clone() for p in learner.model.critic.parameters()]
+    actor = [p.detach().clone() for p in learner.model.actor.parameters()]
+    assert warm_up(policy, spec, 64, (0.35, 0.0), utd=0.5) == 32
+    assert learner.buffer_len == 0 and learner.model.num_timesteps == 0
+    assert not all(torch_equal(a, b) for a, b in zip(critic, learner.model.critic.parameters()))
+    assert all(torch_equal(a, b) for a, b in zip(actor, learner.model.actor.parameters()))
+
+
+def test_a_training_run_is_exported_first_and_a_finetune_run_points_export_at_itself(tmp_path):
+    from conftest import run_simreal
+    from simreal.cli import main
+
+    run_dir, out = tmp_path / "run", tmp_path / "ft"
+    assert main(["train", "quadruped", "--algo", "ppo", "--timesteps", "256", "--envs", "1", "--out", str(run_dir),
+                 "--no-progress", "--set", "hyperparams.n_steps=128", "hyperparams.batch_size=64", "eval.episodes=1",
+                 "env.kwargs.episode_seconds=1.0"]) == 0
+    with ThreadedMock(mock(gap="nominal")) as m:
+        c = finetune(str(run_dir), m.url, out, steps=30, episode_s=1.0, batch_size=16, sim_warmup=0)
+    assert c.transitions >= 30
+    base = Policy.load(out / "base")
+    assert base.contract.training.source and Policy.load(out / "bundle").contract.residual.finetune.base_sha256 == \
+        contract_sha256(out / "base")
+    r = run_simreal("export", str(out), "--out", str(tmp_path / "b"))
+    assert r.returncode != 0 and "fine-tuning run" in r.stderr and "--resume" in r.stderr
+    assert not (tmp_path / "b").exists()

@@ -25,7 +25,7 @@ ALLOWED = {
     "mock": BASE | {"robot", "envs", "hardware"},
     "deploy": BASE | {"robot", "bundle", "hardware"},
     "servos": BASE | {"robot", "deploy", "hardware"},   # bench tools over the deploy package's bus link
-    "finetune": BASE | {"robot", "bundle", "envs", "deploy", "train"},   # learns on the robot through the deploy runtime
+    "finetune": BASE | {"robot", "bundle", "envs", "deploy", "train", "export"},   # learns on the robot through the deploy runtime
     "algos": BASE,
     "train": BASE | {"robot", "bundle", "envs", "algos"},
     "export": BASE | {"robot", "bundle", "envs", "algos", "train"},

@@ -5,6 +5,7 @@ A bundle (see bundle.py) is a folder:
     policy.json   this contract (validated by `Contract`, unknown or missing fields refused)
     policy.onnx   obs -> (action, joint_targets), normalization and action scaling inside
     weights.npz   the same network as plain arrays, for the numpy evaluator (no pickle)
+    residual.npz  (fine-tuned bundles only) the residual network learned on the robot, likewise
     probe.npz     a few observations and the training-time policy's outputs on them: the
                   loader runs its backend on them and refuses a bundle that disagrees
     parity.json   export-time report: training policy vs ONNX vs numpy, inference latency
@@ -31,6 +32,7 @@ FORMAT = "simreal-policy/1"
 CONTRACT_FILE = "policy.json"
 ONNX_FILE = "policy.onnx"
 WEIGHTS_FILE = "weights.npz"
+RESIDUAL_FILE = "residual.npz"
 PROBE_FILE = "probe.npz"
 PARITY_FILE = "parity.json"
 
@@ -157,6 +159,32 @@ class TrainingModel(_Strict):
     source: Optional[str] = None            # the run directory / checkpoint exported
 
 
+class FinetuneModel(_Strict):
+    """Where a residual came from: the fine-tuning run on a robot (simreal.finetune)."""
+    source: str                             # the fine-tuning run folder
+    base_sha256: str = Sha256               # contract_sha256 of the bundle it was fine-tuned from
+    algo: str
+    robot_s: float = Field(ge=0)            # policy time on the robot
+    transitions: int = Field(ge=0)
+    episodes: int = Field(ge=0)
+    falls: int = Field(ge=0)                # episodes on the robot that ended in a fall
+    sim_warmup: int = Field(default=0, ge=0)   # simulated transitions the critic was warmed up on
+    velocity: str                           # the velocity source its rewards came from
+    privileged_velocity: bool               # True: the mock's ground truth, not a real sensor
+
+
+class ResidualModel(_Strict):
+    """A bounded correction learned on the robot, on top of `network` (the simulation policy):
+
+        action = clip(network(obs) + bound * residual(obs), -1, 1)
+
+    `residual` takes the raw observation and its tanh head keeps it in [-1, 1], so no fine-tuned
+    action ever leaves `bound` (action units) of the simulation policy's."""
+    bound: float = Field(gt=0, le=2)
+    network: NetworkModel
+    finetune: FinetuneModel
+
+
 class ProvenanceModel(_Strict):
     git: dict[str, Any]
     exported_at: str
@@ -185,6 +213,7 @@ class Contract(_Strict):
     action_dim: int = Field(ge=1)
     onnx: OnnxModel
     network: NetworkModel
+    residual: Optional[ResidualModel] = None    # fine-tuned on a robot (ONNX and numpy include it)
     probe: FileRef
     parity_tolerance: float = Field(gt=0)    # max |training policy - ONNX| allowed at export
     training: TrainingModel
@@ -204,17 +233,20 @@ class Contract(_Strict):
         size = self.observation.history * sum(t.size for t in self.observation.terms)
         if self.obs_dim != size:
             raise ValueError(f"obs_dim {self.obs_dim} != observation layout size {size}")
-        layers, width = self.network.layers, self.obs_dim
-        for i, layer in enumerate(layers):
-            if layer.in_features != width:
-                raise ValueError(f"network.layers.{i}.in_features is {layer.in_features}, "
-                                 f"expected {width}")
-            width = layer.out_features
-        if width != n:
-            raise ValueError(f"network output size {width} != action_dim {n}")
-        head = self.network.head
-        if len(head.low) != n or len(head.high) != n:
-            raise ValueError(f"network.head low/high must have {n} entries")
+        nets = [("network", self.network)] + ([("residual.network", self.residual.network)] if self.residual else [])
+        for field, net in nets:
+            if net.layers[0].in_features != self.obs_dim or net.layers[-1].out_features != n:
+                raise ValueError(f"{field} maps {net.layers[0].in_features} -> {net.layers[-1].out_features}, "
+                                 f"expected {self.obs_dim} -> {n}")
+            for i, (a, b) in enumerate(zip(net.layers, net.layers[1:])):
+                if b.in_features != a.out_features:
+                    raise ValueError(f"{field}.layers.{i + 1}.in_features is {b.in_features}, expected {a.out_features}")
+            if len(net.head.low) != n or len(net.head.high) != n:
+                raise ValueError(f"{field}.head low/high must have {n} entries")
+        if self.residual and (self.residual.network.head.squash != "tanh"
+                              or set(self.residual.network.head.low) != {-1.0}
+                              or set(self.residual.network.head.high) != {1.0}):
+            raise ValueError("residual.network.head must be tanh onto [-1, 1] (what keeps it within bound)")
         return self
 
 

@@ -8,6 +8,7 @@ the same function, op for op:
     x  = act_i(x @ W_i.T + b_i)                                 (each layer)
     z  = min(max(x, low), high)  or  low + (tanh(x) + 1) * 0.5 * (high - low)   (head)
     action        = clip(z, -1, 1)
+    action        = clip(action + bound * residual(obs), -1, 1)     (a fine-tuned bundle only)
     joint_targets = default_pose + action_scale * action        (simreal.robot.action)
 
 Only numpy is needed here (and pydantic for the contract), so this runs on a robot's onboard
@@ -151,25 +152,18 @@ def _activate(kind: str, alpha: float, x: np.ndarray, tmp: np.ndarray) -> None:
         raise ValueError(f"unknown activation {kind!r}")
 
 
-class MLPEvaluator:
-    """obs [B, obs_dim] float32 -> (action, joint_targets) [B, n] float32, in numpy.
+class _Net:
+    """One MLP's forward pass to its clipped output in [-1, 1], with buffers per batch shape."""
 
-    `run(obs)` works for any batch; `run_one(obs)` reuses buffers sized for one observation, so
-    the per-step path on a robot allocates only the two arrays it returns.
-    """
-
-    def __init__(self, mlp: MLP, default_pose: np.ndarray, action_scale: float):
+    def __init__(self, mlp: MLP):
         self.mlp = mlp
-        self.default = np.asarray(default_pose, F32)
-        self.scale = F32(action_scale)
         self.weights_t = [np.ascontiguousarray(d.weight.T) for d in mlp.layers]  # [in, out]
         if mlp.norm == "standardize":
             self.mean, self.std = mlp.norm_arrays()
             self.clip = self.mean.dtype.type(mlp.clip)
         self.range = (mlp.high - mlp.low).astype(F32)
-        self._one = self._workspace(())
 
-    def _workspace(self, batch: tuple[int, ...]) -> dict:
+    def workspace(self, batch: tuple[int, ...]) -> dict:
         """Buffers for observations of shape batch + (obs_dim,); () is one 1-D observation."""
         mlp = self.mlp
         return {"norm": np.empty(batch + (mlp.obs_dim,), self.mean.dtype) if mlp.norm == "standardize"
@@ -179,7 +173,8 @@ class MLPEvaluator:
                 "tmp": [np.empty(batch + (d.weight.shape[0],), F32) for d in mlp.layers],
                 "act": np.empty(batch + (mlp.action_dim,), F32)}
 
-    def _forward(self, obs: np.ndarray, ws: dict) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, obs: np.ndarray, ws: dict) -> np.ndarray:
+        """clip(head(layers(normalize(obs))), -1, 1), in ws["act"]."""
         mlp = self.mlp
         x = obs
         if mlp.norm == "standardize":
@@ -207,6 +202,37 @@ class MLPEvaluator:
             np.maximum(a, mlp.low, out=a)
         np.minimum(a, _ONE, out=a)
         np.maximum(a, _MINUS_ONE, out=a)
+        return a
+
+
+class MLPEvaluator:
+    """obs [B, obs_dim] float32 -> (action, joint_targets) [B, n] float32, in numpy.
+
+    With a residual (a fine-tuned bundle): action = clip(mlp(obs) + bound * residual(obs), -1, 1).
+    `run(obs)` works for any batch; `run_one(obs)` reuses buffers sized for one observation, so
+    the per-step path on a robot allocates only the two arrays it returns.
+    """
+
+    def __init__(self, mlp: MLP, default_pose: np.ndarray, action_scale: float,
+                 residual: tuple[MLP, float] | None = None):
+        self.mlp = mlp
+        self.default = np.asarray(default_pose, F32)
+        self.scale = F32(action_scale)
+        self.nets = [_Net(mlp)] + ([_Net(residual[0])] if residual else [])
+        self.bound = F32(residual[1]) if residual else None
+        self._one = self._workspace(())
+
+    def _workspace(self, batch: tuple[int, ...]) -> list[dict]:
+        return [net.workspace(batch) for net in self.nets]
+
+    def _forward(self, obs: np.ndarray, ws: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        a = self.nets[0].forward(obs, ws[0])
+        if self.bound is not None:
+            delta = self.nets[1].forward(obs, ws[1])
+            delta *= self.bound
+            a += delta
+            np.minimum(a, _ONE, out=a)
+            np.maximum(a, _MINUS_ONE, out=a)
         targets = a * self.scale
         targets += self.default
         return a.copy(), targets

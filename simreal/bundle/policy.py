@@ -8,6 +8,7 @@
 `Policy.load` refuses, naming the file and field, a bundle that is malformed (schema), damaged
 (size/sha256 of policy.onnx, weights.npz, probe.npz), non-finite, or made for another robot
 (joints, default pose, action scale, period, observation layout; robot hash unless overridden).
+A fine-tuned bundle's residual network (policy.json `residual`) is checked and run the same way.
 It then runs the chosen backend on the bundle's probe observations and refuses it if it does
 not reproduce the training-time policy. Backends: onnxruntime (policy.onnx), or a numpy
 evaluator of the same network (weights.npz) where onnxruntime is not installed.
@@ -142,13 +143,18 @@ class Policy:
         # the numpy network is always checked (finite, shapes): it is the readable copy of the
         # weights, and the one a robot without onnxruntime runs
         mlp = mlp_from_arrays(load_arrays(weights_path), contract.network, str(weights_path))
+        residual = None
+        if contract.residual is not None:
+            res_path = verify_file(bundle_dir, contract.residual.network.weights, "residual.network.weights")
+            residual = (mlp_from_arrays(load_arrays(res_path), contract.residual.network, str(res_path)),
+                        contract.residual.bound)
         pose = np.asarray(contract.default_pose)
         if backend == "auto":
             backend = "onnxruntime" if onnxruntime_available() else "numpy"
         if backend == "onnxruntime":
             be: OrtBackend | NumpyBackend = OrtBackend(onnx_path, contract.obs_dim, contract.action_dim)
         else:
-            be = NumpyBackend(MLPEvaluator(mlp, pose, contract.action_scale))
+            be = NumpyBackend(MLPEvaluator(mlp, pose, contract.action_scale, residual))
         policy = cls(bundle_dir, contract, ObservationLayout.from_dict(
             contract.observation.model_dump()), be, warns)
         policy._self_test(probe_path)

@@ -1,6 +1,7 @@
 """Export: a trained policy -> a bundle folder that carries its own contract (see contract.py).
 
-    export_bundle(actor, normalizer, spec, out_dir, recorded_obs, training=...)   the core
+    export_bundle(actor, normalizer, spec, out_dir, recorded_obs, training=...)   a torch actor
+    write_bundle(mlp, ref_action, spec, out_dir, obs, training=..., residual=...)  the core
     export_run(run_dir, out_dir)                                                  a run directory
 
 The bundle is written into a temporary sibling folder and renamed into place only after it has
@@ -21,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simreal.bundle.contract import (CONTRACT_FILE, FORMAT, ONNX_FILE, PARITY_FILE, PROBE_FILE,
-                                     RUN_SUBDIR, WEIGHTS_FILE, is_bundle, BundleError, Contract, file_ref, robot_fields,
+                                     RESIDUAL_FILE, RUN_SUBDIR, WEIGHTS_FILE, is_bundle, BundleError, Contract, file_ref, robot_fields,
                                      validation_message)
 from simreal.export.parity import PARITY_FORMAT, latency_us, max_abs_diff
 from simreal.files import replace_dir
@@ -100,21 +101,57 @@ def _probe_rows(n_obs: int) -> np.ndarray:
 
 
 def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np.ndarray, *,
-                  training: dict[str, Any], git: dict[str, Any] | None = None,
-                  evaluate: Callable[[Any], dict] | None = None, overwrite: bool = False,
-                  tolerance: float = PARITY_TOLERANCE, latency_calls: int = 2000,
-                  extra: Callable[[Path], None] | None = None) -> ExportResult:
+                  training: dict[str, Any], **kwargs) -> ExportResult:
     """Write a bundle for `actor` (torch: normalized obs -> action, see extract.py).
 
     normalizer: simreal.train.normalizer.Normalizer (or None); spec: the RobotSpec trained on;
     recorded_obs: [N, obs_dim] raw observations (a few thousand) for the parity check;
-    training: `training_fields(...)`; evaluate(policy) -> figures stored in policy.json;
-    extra(staging_dir) may add files (e.g. the training checkpoint) before the bundle is moved in.
+    training: `training_fields(...)`; the keyword arguments are write_bundle's.
+    """
+    from simreal.export.extract import mlp_from_actor, reference_actions
+
+    obs = checked_observations(recorded_obs, spec)
+    mlp = mlp_from_actor(actor, normalizer)
+    return write_bundle(mlp, reference_actions(actor, normalizer, obs), spec, out_dir, obs, training=training,
+                        **kwargs)
+
+
+def checked_observations(recorded_obs: np.ndarray, spec) -> np.ndarray:
+    from simreal.robot.observation import layout_for
+
+    size = layout_for(spec).size
+    obs = np.asarray(recorded_obs, np.float32)
+    if obs.ndim != 2 or obs.shape[1] != size or len(obs) == 0:
+        raise ExportError(f"recorded observations have shape {list(obs.shape)}, expected "
+                          f"[N, {size}] for robot {spec.name}")
+    if not np.all(np.isfinite(obs)):
+        raise ExportError("recorded observations contain NaN/inf")
+    return obs
+
+
+@dataclass(frozen=True)
+class Residual:
+    """What a fine-tuned bundle adds: bound x `mlp` (tanh onto [-1, 1]); `finetune` is its
+    contract's FinetuneModel fields."""
+    mlp: Any
+    bound: float
+    finetune: dict[str, Any]
+
+
+def write_bundle(mlp, ref_action: np.ndarray, spec, out_dir: str | Path, obs: np.ndarray, *,
+                 training: dict[str, Any], residual: Residual | None = None, git: dict[str, Any] | None = None,
+                 evaluate: Callable[[Any], dict] | None = None, overwrite: bool = False,
+                 tolerance: float = PARITY_TOLERANCE, latency_calls: int = 2000,
+                 extra: Callable[[Path], None] | None = None) -> ExportResult:
+    """Write the bundle of `mlp` (numpy_mlp.MLP, plus a residual when fine-tuned) whose
+    training-time actions on `obs` are `ref_action`; both backends must reproduce them.
+
+    evaluate(policy) -> figures stored in policy.json; extra(staging_dir) may add files (e.g.
+    the training checkpoint) before the bundle is moved in.
     """
     import onnx
 
     from simreal.bundle.policy import Policy
-    from simreal.export.extract import mlp_from_actor, reference_actions
     from simreal.export.onnx_graph import IR_VERSION, OPSET, build_model
     from simreal.robot.action import action_to_targets
     from simreal.robot.observation import layout_for
@@ -124,22 +161,17 @@ def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np
         raise ExportError(f"{out_dir}: exists" + (" and is not a bundle; refusing to replace it"
                                                   if overwrite else "; pass --force to replace it"))
     layout = layout_for(spec)
-    obs = np.asarray(recorded_obs, np.float32)
-    if obs.ndim != 2 or obs.shape[1] != layout.size or len(obs) == 0:
-        raise ExportError(f"recorded observations have shape {list(obs.shape)}, expected "
-                          f"[N, {layout.size}] for robot {spec.name}")
-    if not np.all(np.isfinite(obs)):
-        raise ExportError("recorded observations contain NaN/inf")
-
-    mlp = mlp_from_actor(actor, normalizer)
-    try:
-        mlp.check_finite("policy network")
-    except BundleError as e:
-        raise ExportError(str(e)) from None
-    if (mlp.obs_dim, mlp.action_dim) != (layout.size, spec.n_joints):
-        raise ExportError(f"the network maps {mlp.obs_dim} -> {mlp.action_dim}, robot {spec.name} "
-                          f"needs {layout.size} -> {spec.n_joints}")
-    ref_action = reference_actions(actor, normalizer, obs)
+    obs = checked_observations(obs, spec)
+    nets = [("policy network", mlp)] + ([("residual network", residual.mlp)] if residual else [])
+    for where, m in nets:
+        try:
+            m.check_finite(where)
+        except BundleError as e:
+            raise ExportError(str(e)) from None
+        if (m.obs_dim, m.action_dim) != (layout.size, spec.n_joints):
+            raise ExportError(f"the {where} maps {m.obs_dim} -> {m.action_dim}, robot {spec.name} "
+                              f"needs {layout.size} -> {spec.n_joints}")
+    ref_action = np.asarray(ref_action, np.float32)
     ref_targets = action_to_targets(ref_action, spec.default_pose, spec.control.action_scale)
     if not (np.all(np.isfinite(ref_action))):
         raise ExportError("the training-time policy outputs NaN/inf on the recorded observations")
@@ -155,6 +187,7 @@ def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np
                f"joint_targets[batch, {spec.n_joints}] rad in order {spec.joint_names}. "
                f"See policy.json.")
         model = build_model(mlp, spec.default_pose, spec.control.action_scale, doc=doc,
+                            residual=(residual.mlp, residual.bound) if residual else None,
                             metadata={"contract": FORMAT, "robot": spec.name,
                                       "robot_hash": spec.spec_hash})
         onnx.save_model(model, str(stage / ONNX_FILE))
@@ -167,6 +200,7 @@ def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np
             "onnx": {"file": file_ref(stage / ONNX_FILE).model_dump(), "opset": OPSET,
                      "ir_version": IR_VERSION},
             "network": {"weights": file_ref(stage / WEIGHTS_FILE).model_dump(), **mlp.network_fields()},
+            "residual": None,
             "probe": file_ref(stage / PROBE_FILE).model_dump(),
             "parity_tolerance": tolerance,
             "training": training,
@@ -175,6 +209,10 @@ def export_bundle(actor, normalizer, spec, out_dir: str | Path, recorded_obs: np
                            "versions": _versions()},
             "evaluation": None,
         }
+        if residual is not None:
+            np.savez(stage / RESIDUAL_FILE, **residual.mlp.arrays())
+            data["residual"] = {"bound": residual.bound, "finetune": residual.finetune, "network": {
+                "weights": file_ref(stage / RESIDUAL_FILE).model_dump(), **residual.mlp.network_fields()}}
         _write_contract(stage / CONTRACT_FILE, data)
 
         # load it back the way a robot would, with both backends, and measure them

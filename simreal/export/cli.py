@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.observations < 1:
         return _error("--observations must be at least 1")
 
+    src = Path(args.source)
+    if (src / "episodes").is_dir() and not (src / "config.yaml").is_file():   # simreal finetune's layout
+        return _error(f"{src}: a fine-tuning run, which exports itself to {src / 'bundle'} when it ends; "
+                      f"`simreal finetune BUNDLE --port PORT --resume {src}` exports it again (the robot untouched "
+                      f"once its budget is met)")
     from simreal.export.bundle import ExportError, export_run
     from simreal.bundle.contract import BundleError
     from simreal.train.checkpoint import CheckpointError

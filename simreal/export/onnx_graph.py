@@ -7,6 +7,8 @@ evaluator's ops (numpy_mlp.py), readable in Netron, and independent of the expor
     input  obs            float32 [batch, obs_dim]   raw observation, layout in policy.json
     output action         float32 [batch, n_joints]  clipped to [-1, 1]; the runtime feeds it
                                                      back as the `last_action` observation term
+                                                     (a fine-tuned bundle adds bound x its
+                                                     residual network, then clips again)
     output joint_targets  float32 [batch, n_joints]  radians, policy.json joint order
 
 Opset 17 and IR version 8 so that onnxruntime releases from 1.12 on (what small ARM boards ship
@@ -26,8 +28,10 @@ _ACT_OPS = {"tanh": ("Tanh", None), "relu": ("Relu", None), "elu": ("Elu", "alph
 
 
 def build_model(mlp: MLP, default_pose: np.ndarray, action_scale: float, *,
-                doc: str = "", metadata: dict[str, str] | None = None):
-    """The ONNX ModelProto for `mlp` followed by the action mapping; checked by onnx.checker."""
+                residual: tuple[MLP, float] | None = None, doc: str = "",
+                metadata: dict[str, str] | None = None):
+    """The ONNX ModelProto for `mlp` (plus `bound` x a residual MLP: a fine-tuned bundle)
+    followed by the action mapping; checked by onnx.checker."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -41,35 +45,46 @@ def build_model(mlp: MLP, default_pose: np.ndarray, action_scale: float, *,
         nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
 
-    x = ONNX_INPUT
-    if mlp.norm == "standardize":
-        mean, std = mlp.norm_arrays()
-        f64 = mean.dtype == np.float64
-        if f64:   # SB3 VecNormalize works in float64, then casts to float32
-            x = node("Cast", [x], "norm/obs64", to=TensorProto.DOUBLE)
-        x = node("Sub", [x, const("norm/mean", mean)], "norm/centered")
-        x = node("Div", [x, const("norm/std", std)], "norm/scaled")
-        x = node("Clip", [x, const("norm/lo", mean.dtype.type(-mlp.clip)),
-                          const("norm/hi", mean.dtype.type(mlp.clip))], "norm/clipped")
-        if f64:
-            x = node("Cast", [x], "norm/out", to=TensorProto.FLOAT)
-    for i, d in enumerate(mlp.layers):
-        x = node("Gemm", [x, const(f"layers.{i}.weight", d.weight), const(f"layers.{i}.bias", d.bias)],
-                 f"layers.{i}/linear", transB=1)
-        if d.activation != "identity":
-            op, attr = _ACT_OPS[d.activation]
-            x = node(op, [x], f"layers.{i}/{d.activation}", **({attr: float(d.alpha)} if attr else {}))
-    if mlp.squash == "tanh":   # low + (tanh(z) + 1) * 0.5 * (high - low), SB3's unscale_action
-        x = node("Tanh", [x], "head/tanh")
-        x = node("Add", [x, const("head/one", np.float32(1.0))], "head/plus1")
-        x = node("Mul", [x, const("head/half", np.float32(0.5))], "head/half_")
-        x = node("Mul", [x, const("head/range", (mlp.high - mlp.low).astype(np.float32))], "head/ranged")
-        x = node("Add", [x, const("head/low", mlp.low)], "head/out")
-    else:                      # min(max(z, low), high)
-        x = node("Min", [x, const("head/high", mlp.high)], "head/min")
-        x = node("Max", [x, const("head/low", mlp.low)], "head/out")
-    action = node("Clip", [x, const("action/lo", np.float32(-1.0)), const("action/hi", np.float32(1.0))],
-                  ONNX_OUTPUTS[0])
+    def clip1(x: str, output: str) -> str:
+        return node("Clip", [x, const(f"{output}/lo", np.float32(-1.0)), const(f"{output}/hi", np.float32(1.0))],
+                    output)
+
+    def network(m: MLP, p: str) -> str:
+        """normalize -> layers -> head, node names prefixed by `p`; returns the head's output."""
+        x = ONNX_INPUT
+        if m.norm == "standardize":
+            mean, std = m.norm_arrays()
+            f64 = mean.dtype == np.float64
+            if f64:   # SB3 VecNormalize works in float64, then casts to float32
+                x = node("Cast", [x], f"{p}norm/obs64", to=TensorProto.DOUBLE)
+            x = node("Sub", [x, const(f"{p}norm/mean", mean)], f"{p}norm/centered")
+            x = node("Div", [x, const(f"{p}norm/std", std)], f"{p}norm/scaled")
+            x = node("Clip", [x, const(f"{p}norm/lo", mean.dtype.type(-m.clip)),
+                              const(f"{p}norm/hi", mean.dtype.type(m.clip))], f"{p}norm/clipped")
+            if f64:
+                x = node("Cast", [x], f"{p}norm/out", to=TensorProto.FLOAT)
+        for i, d in enumerate(m.layers):
+            x = node("Gemm", [x, const(f"{p}layers.{i}.weight", d.weight), const(f"{p}layers.{i}.bias", d.bias)],
+                     f"{p}layers.{i}/linear", transB=1)
+            if d.activation != "identity":
+                op, attr = _ACT_OPS[d.activation]
+                x = node(op, [x], f"{p}layers.{i}/{d.activation}", **({attr: float(d.alpha)} if attr else {}))
+        if m.squash == "tanh":   # low + (tanh(z) + 1) * 0.5 * (high - low), SB3's unscale_action
+            x = node("Tanh", [x], f"{p}head/tanh")
+            x = node("Add", [x, const(f"{p}head/one", np.float32(1.0))], f"{p}head/plus1")
+            x = node("Mul", [x, const(f"{p}head/half", np.float32(0.5))], f"{p}head/half_")
+            x = node("Mul", [x, const(f"{p}head/range", (m.high - m.low).astype(np.float32))], f"{p}head/ranged")
+            return node("Add", [x, const(f"{p}head/low", m.low)], f"{p}head/out")
+        x = node("Min", [x, const(f"{p}head/high", m.high)], f"{p}head/min")   # min(max(z, low), high)
+        return node("Max", [x, const(f"{p}head/low", m.low)], f"{p}head/out")
+
+    if residual is None:
+        action = clip1(network(mlp, ""), ONNX_OUTPUTS[0])
+    else:   # clip(clip(base) + bound * clip(residual), -1, 1), as numpy_mlp.MLPEvaluator
+        base = clip1(network(mlp, ""), "base/action")
+        delta = clip1(network(residual[0], "residual/"), "residual/delta")
+        step = node("Mul", [delta, const("residual/bound", np.float32(residual[1]))], "residual/scaled")
+        action = clip1(node("Add", [base, step], "residual/sum"), ONNX_OUTPUTS[0])
     # joint_targets = default_pose + action_scale * action   (simreal.robot.action.action_to_targets)
     scaled = node("Mul", [action, const("targets/scale", np.float32(action_scale))], "targets/scaled")
     node("Add", [scaled, const("targets/default_pose", np.asarray(default_pose, np.float32))],

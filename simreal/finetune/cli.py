@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simreal.cliargs import positive_float, positive_int
+from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a bundle on the robot (or the mock): episodes of `deploy` "
                                         "with a bounded learning residual (CrossQ or SAC), checkpointed")
-    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("bundle", metavar="RUN_OR_BUNDLE",
+                   help="a bundle, or a training run (exported first into OUT/base)")
     p.add_argument("--port", required=True, help="the robot's serial port (a mock robot prints its port)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--steps", type=positive_int, help="transitions to learn from, in all")
@@ -24,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episode-seconds", type=positive_float, default=10.0, metavar="S")
     p.add_argument("--bound", type=positive_float, default=0.2,
                    help="the most fine-tuning may change an action (action units, default 0.2)")
+    p.add_argument("--sim-warmup", type=nonnegative_int, default=5000, metavar="N",
+                   help="simulated transitions the critic is warmed up on before the robot's first "
+                        "update (fresh runs; 0: none)")
+    p.add_argument("--actor-delay", type=nonnegative_float, default=30.0, metavar="S",
+                   help="robot seconds during which only the critic learns (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--yes", action="store_true", help="do not ask before each episode's torque on")
     p.set_defaults(func=run)
@@ -35,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from simreal.deploy.cli import confirm_torque
     from simreal.errors import EXIT_INTERRUPTED, UserError
+    from simreal.export.bundle import ExportError
     from simreal.finetune.learner import NonFiniteUpdate
     from simreal.finetune.session import Interrupted, Stalled, finetune
     from simreal.finetune.velocity import VelocityError
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         c = finetune(args.bundle, args.port, out, steps=args.steps, minutes=args.minutes, algo=args.algo,
                      resume=bool(args.resume), velocity=args.velocity, episode_s=args.episode_seconds,
-                     bound=args.bound, seed=args.seed, confirm=(lambda info: True) if args.yes else confirm_torque,
+                     bound=args.bound, seed=args.seed, sim_warmup=args.sim_warmup, actor_delay_s=args.actor_delay,
+                     confirm=(lambda info: True) if args.yes else confirm_torque,
                      notify=lambda s: print(s, file=sys.stderr))
     except Interrupted as exc:
         print(f"simreal finetune: {exc}", file=sys.stderr)
@@ -58,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except (VelocityError, FileExistsError) as exc:
         raise UserError(str(exc)) from None
+    except ExportError as exc:        # after the last episode: torque is off, the run is checkpointed
+        raise UserError(f"{exc}; the run in {out} is checkpointed, --resume {out} exports it again") from None
     print(f"fine-tuned {c.episodes} episodes, {c.transitions} transitions ({c.robot_s / 60:.1f} robot minutes), "
-          f"{c.falls} falls, {c.refused} refused; run in {out}")
+          f"{c.falls} falls, {c.refused} refused; run in {out}, fine-tuned bundle {Path(out) / 'bundle'}")
     return 0

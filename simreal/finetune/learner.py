@@ -55,11 +55,15 @@ def model_class(algo: str):
 class ResidualLearner:
     def __init__(self, obs_dim: int, n: int, *, algo: str = "crossq", seed: int = 0, buffer_size: int = 100_000,
                  batch_size: int = 256, net: tuple[int, ...] = (256, 256), learning_rate: float = 3e-4,
-                 initial_std: float = 0.1):
+                 initial_std: float = 0.3, ent_coef: str = "auto_0.02"):
         torch.set_num_threads(1)
         self.algo, self.batch_size = algo, batch_size
+        # exploration: delta ~ tanh(N(0, 0.3)) is ~0.3 x bound per joint; SB3's entropy coefficient
+        # starts at 1, which against rewards near 2 per step would drive the first updates toward
+        # noise rather than gait: start it small and let it adapt
         kwargs = dict(policy_kwargs=dict(net_arch=list(net)), buffer_size=buffer_size, batch_size=batch_size,
-                      learning_starts=0, learning_rate=learning_rate, seed=seed, device="cpu", verbose=0)
+                      learning_starts=0, learning_rate=learning_rate, seed=seed, device="cpu", verbose=0,
+                      ent_coef=ent_coef)
         self.model = model_class(algo)("MlpPolicy", _Spaces(obs_dim, n), **kwargs)
         from stable_baselines3.common.logger import configure
 
@@ -95,23 +99,58 @@ class ResidualLearner:
                                      np.array([terminated]), [{}])
         self.model.num_timesteps += 1
 
-    def update(self, gradient_steps: int) -> int:
-        """Up to `gradient_steps` updates (none until the buffer holds a batch); how many ran."""
+    def update(self, gradient_steps: int, *, critic_only: bool = False) -> int:
+        """Up to `gradient_steps` updates (none until the buffer holds a batch); how many ran.
+
+        critic_only: the actor, its optimizer and the entropy coefficient are put back after the
+        steps, so only the critic learns (the warm-up: the first actor updates then follow a
+        critic that has seen data, not a random one)."""
         if gradient_steps <= 0 or self.buffer_len < self.batch_size:
             return 0
-        names, _ = sb3._split_params(self.model)
-        saved = {n: copy.deepcopy(sb3._get(self.model, n).state_dict()) for n in names}
+        saved = self._snapshot()
         why = ""
         try:
             self.model.train(gradient_steps=gradient_steps, batch_size=self.batch_size)
         except (ValueError, RuntimeError) as exc:     # torch refuses a NaN distribution parameter mid-way
             why = f" ({type(exc).__name__}: {str(exc).splitlines()[0]})"
         if why or not self.finite():
-            for n in names:
-                sb3._get(self.model, n).load_state_dict(saved[n])
+            self._restore(saved)
             raise NonFiniteUpdate(f"an update left a non-finite weight{why}; the weights and optimizer "
                                   f"state from before its {gradient_steps} gradient steps are back")
+        if critic_only:
+            keep = self._snapshot(("policy.critic", "critic.optimizer"))
+            self._restore(saved)
+            self._restore(keep)
         return gradient_steps
+
+    def _snapshot(self, names: tuple[str, ...] | None = None) -> dict:
+        """Deep copies of state dicts (and the entropy coefficient) by dotted name."""
+        if names is None:
+            state_dicts, variables = sb3._split_params(self.model)
+            names = tuple(state_dicts) + tuple(variables)
+        out = {}
+        for n in names:
+            obj = sb3._get(self.model, n)
+            out[n] = obj.detach().clone() if isinstance(obj, torch.Tensor) else copy.deepcopy(obj.state_dict())
+        return out
+
+    def _restore(self, saved: dict) -> None:
+        for n, v in saved.items():
+            target = sb3._get(self.model, n)
+            if isinstance(v, torch.Tensor):
+                with torch.no_grad():
+                    target.copy_(v)            # in place: the entropy optimizer holds this tensor
+            else:
+                target.load_state_dict(v)
+
+    def observations(self) -> np.ndarray:
+        """The observations in the replay buffer, [n, obs_dim]."""
+        return self.model.replay_buffer.observations[:self.buffer_len].reshape(self.buffer_len, -1).copy()
+
+    def clear_buffer(self) -> None:
+        """Forget every transition (after the simulated warm-up: robot data only from here)."""
+        self.model.replay_buffer.reset()
+        self.model.num_timesteps = 0
 
     def finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.policy.parameters())

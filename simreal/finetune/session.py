@@ -8,29 +8,28 @@ the next episode starts from a fresh start sequence. Transitions are built from 
 cycle records (observation, command, state) and the velocity source's estimate at the next cycle;
 a transition with anything non-finite is refused and counted.
 
+Before the first episode of a fresh run the critic is warmed up in simulation
+(simreal.finetune.warmup), and for the first robot seconds only the critic learns.
+
 Robot time counts policy cycles only. After each episode: updates (`utd` per new transition), then
 an atomic checkpoint (weights, optimizer, replay buffer, counters) that --resume continues from
 exactly: a run killed mid-episode loses that episode's transitions, and counted none of them.
+When the budget is met the run is exported as a bundle (simreal.finetune.export).
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from simreal import protocol as P
-from simreal.envs.rewards import TRACKING_SIGMA, YAW_SIGMA
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
-from simreal.finetune.velocity import Velocity, make_source
-from simreal.robot.action import action_to_targets
+from simreal.finetune.state import Counters, read_state, write_state
+from simreal.finetune.residual import ResidualPolicy, reward
+from simreal.finetune.velocity import make_source
 
-STATE_FILE = "finetune.json"
-FORMAT = "simreal-finetune/1"
-RESIDUAL_PENALTY = 0.5        # x mean(delta^2): stay near the simulation policy unless it pays
 
 
 class Stalled(RuntimeError):
@@ -46,48 +45,6 @@ class Interrupted(Exception):
     checkpointed, and the run ends (exit 130); --resume continues it."""
 
 
-@dataclass
-class Counters:
-    episodes: int = 0
-    transitions: int = 0          # in the replay buffer, from the robot
-    robot_s: float = 0.0          # policy time on the robot
-    falls: int = 0                # episodes ended by a tilt / fall trip
-    refused: int = 0              # transitions with a non-finite part, or no velocity estimate
-    updates: int = 0
-    wall_s: float = 0.0
-    episode_log: list = field(default_factory=list)   # per episode: steps, mean vx, fell, mean reward
-
-
-class ResidualPolicy:
-    """What the runtime calls: the bundle's action plus bound x the learner's delta, as the
-    bundle's own (action, joint targets) pair. Keeps the deltas of this episode, one per call."""
-
-    def __init__(self, base, learner: ResidualLearner, bound: float, *, explore: bool = True):
-        self.base, self.learner, self.bound, self.explore = base, learner, bound, explore
-        c = base.contract
-        self.default_pose, self.action_scale = np.asarray(c.default_pose), float(c.action_scale)
-        self.deltas: list[np.ndarray] = []
-
-    @property
-    def obs_dim(self) -> int:
-        return self.base.obs_dim
-
-    def infer(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a_sim, _ = self.base.infer(obs)
-        delta = self.learner.act(obs, explore=self.explore)
-        self.deltas.append(delta)
-        action = np.clip(a_sim + self.bound * delta, -1.0, 1.0).astype(np.float32)
-        return action, action_to_targets(action, self.default_pose, self.action_scale).astype(np.float32)
-
-
-def reward(v: Velocity, command, delta: np.ndarray, scales: dict) -> float:
-    """The training reward's tracking terms on the estimated velocity, less a residual penalty."""
-    track = np.exp(-((v.vx - command[0]) ** 2 + v.vy ** 2) / TRACKING_SIGMA)
-    yaw = np.exp(-(v.yaw_rate - command[1]) ** 2 / YAW_SIGMA)
-    return float(scales.get("tracking_lin_vel", 1.0) * track + scales.get("tracking_yaw", 0.5) * yaw
-                 - RESIDUAL_PENALTY * float(np.mean(delta ** 2)))
-
-
 class _RowTruth:
     """GroundTruth's driver, answered from the runtime's cycle record (truth_every=1)."""
 
@@ -101,12 +58,13 @@ class _RowTruth:
 
 
 def episode_transitions(rows: list[dict], deltas: list[np.ndarray], velocity, scales: dict, *, fell: bool,
-                        truth: _RowTruth) -> tuple[list[tuple], int]:
-    """(obs, delta, reward, next_obs, terminated) from one episode's policy cycles; and how many
-    were refused. The reward of cycle i is the velocity measured at cycle i+1."""
+                        truth: _RowTruth) -> tuple[list[tuple], int, float | None]:
+    """(obs, delta, reward, next_obs, terminated) from one episode's policy cycles; how many were
+    refused; the mean forward velocity estimated. The reward of cycle i is the velocity measured
+    at cycle i+1."""
     policy_rows = [r for r in rows if r.get("phase") == "policy" and "obs" in r and "state" in r]
     n = min(len(policy_rows), len(deltas))
-    out, refused = [], 0
+    out, refused, vx = [], 0, []
     for i in range(n - 1):
         nxt = policy_rows[i + 1]
         s = nxt["state"]
@@ -127,7 +85,8 @@ def episode_transitions(rows: list[dict], deltas: list[np.ndarray], velocity, sc
             refused += 1
             continue
         out.append((obs, deltas[i], r, next_obs, terminal))
-    return out, refused
+        vx.append(v.vx)
+    return out, refused, (float(np.mean(vx)) if vx else None)
 
 
 def _simulated(port: str) -> bool:
@@ -153,12 +112,21 @@ def make_velocity(text: str | None, spec, simulated: bool):
 
 def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = None, minutes: float | None = None,
              algo: str = "crossq", resume: bool = False, velocity: str | None = None, episode_s: float = 10.0,
-             bound: float = 0.2, utd: float = 0.5, seed: int = 0, batch_size: int = 256,
+             bound: float = 0.2, utd: float = 1.0, seed: int = 0, batch_size: int = 256,
+             sim_warmup: int = 5000, actor_delay_s: float = 30.0, export: bool = True,
              confirm: Callable[[P.Info], bool] | None = None, notify: Callable[[str], None] = lambda s: None,
              on_episode: Callable[[Counters], None] | None = None) -> Counters:
+    """Fine-tune BUNDLE (or a training run, exported first into OUT/base) on the robot at PORT.
+
+    A fresh run first warms the critic up on `sim_warmup` simulated transitions; updates stay
+    critic-only for the first `actor_delay_s` robot seconds. When the budget is met the result
+    is exported as OUT/bundle (a resumed run that is already done only exports, the robot
+    untouched)."""
+    from simreal.bundle.contract import is_bundle
     from simreal.bundle.policy import Policy
-    from simreal.deploy.plan import RuntimeConfig
-    from simreal.deploy.session import deploy
+    from simreal.deploy.plan import StartRefused, plan_from_contract
+    from simreal.finetune.export import export_finetuned
+    from simreal.finetune.warmup import warm_up
     from simreal.robot.spec import load_robot
     from simreal.train.checkpoint import CheckpointStore
 
@@ -169,79 +137,112 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
     store = CheckpointStore(out / "checkpoints")
     if not resume and store.step_dirs():
         raise FileExistsError(f"{out} already holds a fine-tuning run: pass --resume to continue it")
+    if not is_bundle(bundle):          # a training run: its policy as a bundle first
+        from simreal.export.bundle import export_run
+
+        base_dir = out / "base"
+        if not is_bundle(base_dir):
+            notify(f"{bundle} is a training run: exporting it to {base_dir}")
+            export_run(bundle, base_dir, eval_episodes=0, log=notify)
+        bundle = str(base_dir)
+    bundle = str(Path(bundle).resolve())
     base = Policy.load(bundle)
+    if base.contract.residual is not None:
+        raise StartRefused(f"{bundle}: already fine-tuned (policy.json has a residual); fine-tune the bundle it "
+                           f"came from ({base.contract.residual.finetune.source}) for longer instead; torque stays off")
     spec = load_robot(base.contract.robot, check_mjcf=False)
-    simulated = _simulated(port)
-    source, truth = make_velocity(velocity, spec, simulated)
     learner = ResidualLearner(base.obs_dim, spec.n_joints, algo=algo, seed=seed, batch_size=batch_size)
     counters = Counters()
     if resume:
         ckpt = store.latest_valid()
-        state = json.loads((ckpt.path / STATE_FILE).read_text())
+        state = read_state(ckpt.path)
         learner.read(ckpt.path, state["learner"])
         counters = Counters(**state["counters"])
         notify(f"resumed at episode {counters.episodes}, {counters.transitions} transitions")
     residual = ResidualPolicy(base, learner, bound)
-    cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=simulated)
-    scales = spec.task.reward_scales
 
     def done() -> bool:
         return (counters.transitions if steps is not None else counters.robot_s) >= budget
 
-    empty = 0
-    try:
-        while not done():
-            t0 = time.monotonic()
-            rows: list[dict] = []
-            residual.deltas = []
-            source.reset()
-            summary, _ = deploy(bundle, port, duration_s=episode_s, log_path=str(out / "episodes" /
-                                f"{counters.episodes:05d}.jsonl"), config=cfg, policy_wrapper=lambda p: residual,
-                                on_cycle=lambda i, row: rows.append(row), confirm=confirm or (lambda info: True))
-            fell = any(s["cause"] == "tilt" for s in summary["safe_stops"])
-            trans, refused = episode_transitions(rows, residual.deltas, source, scales, fell=fell, truth=truth)
-            for tr in trans:
-                learner.add(*tr)
-            failed = None
-            try:
-                counters.updates += learner.update(int(round(utd * len(trans))))
-            except NonFiniteUpdate as exc:      # the weights from before it are back: save those, stop
-                failed = exc
-            counters.episodes += 1
-            counters.transitions += len(trans)
-            counters.refused += refused
-            counters.robot_s += summary.get("policy_s", 0.0)
-            counters.falls += fell
-            counters.wall_s += time.monotonic() - t0
-            rewards = [r[2] for r in trans]
-            counters.episode_log.append({"steps": len(trans), "fell": fell,
-                                         "mean_reward": float(np.mean(rewards)) if rewards else None})
-            store.save(counters.transitions, lambda d: _write(d, learner, counters, source, bundle, algo, bound))
-            notify(f"episode {counters.episodes}: {len(trans)} transitions, {'FELL' if fell else 'ok'}, "
-                   f"falls {counters.falls}, robot time {counters.robot_s:.0f} s")
-            if on_episode is not None:
-                on_episode(counters)
-            if failed is not None:
-                raise failed
-            empty = 0 if trans else empty + 1
-            if empty >= MAX_EMPTY_EPISODES:
-                raise Stalled(f"{empty} episodes in a row gave no transition (last: "
-                              f"{summary['safe_stops'][0]['cause'] if summary['safe_stops'] else summary['end']}, "
-                              f"{refused} refused); the run is checkpointed, torque is off")
-            stops = [s["cause"] for s in summary["safe_stops"]]
-            if "signal" in stops:
-                raise Interrupted(f"interrupted in episode {counters.episodes}: the robot was stopped safely "
-                                  f"and the run checkpointed ({counters.transitions} transitions); "
-                                  f"--resume {out} continues it")
-    finally:
-        source.close()
+    def save(source) -> None:
+        store.save(counters.transitions, lambda d: write_state(d, learner, counters, source.name, source.privileged,
+                                                           bundle, algo, bound))
+
+    if not done():
+        simulated = _simulated(port)
+        source, truth = make_velocity(velocity, spec, simulated)
+        try:
+            if not resume and sim_warmup > 0:
+                command = plan_from_contract(base.contract, spec).default_command
+                notify(f"warming the critic up on {sim_warmup} simulated transitions ...")
+                counters.updates += warm_up(residual, spec, sim_warmup, command, utd=utd, seed=seed)
+                counters.sim_transitions = sim_warmup
+                save(source)
+            _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, done, save,
+                      episode_s=episode_s, utd=utd, actor_delay_s=actor_delay_s, confirm=confirm,
+                      notify=notify, on_episode=on_episode)
+        finally:
+            source.close()
+    if export:
+        result = export_finetuned(out, out / "bundle", overwrite=True)
+        notify(f"exported the fine-tuned policy to {result.bundle_dir}")
     return counters
 
 
-def _write(d: Path, learner: ResidualLearner, counters: Counters, source, bundle: str, algo: str,
-           bound: float) -> None:
-    learner.write(d)
-    (d / STATE_FILE).write_text(json.dumps({
-        "format": FORMAT, "counters": asdict(counters), "learner": learner.counters(),
-        "provenance": {"bundle": str(bundle), "algo": algo, "bound": bound, "velocity": source.name,
-                       "privileged_velocity": source.privileged}}, indent=1))
+def _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, done, save, *,
+              episode_s, utd, actor_delay_s, confirm, notify, on_episode) -> None:
+    """Robot episodes until done(): each a deploy run, then updates and a checkpoint."""
+    from simreal.deploy.plan import RuntimeConfig
+    from simreal.deploy.session import deploy
+
+    cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=simulated)
+    empty = 0
+    while not done():
+        t0 = time.monotonic()
+        rows: list[dict] = []
+        residual.deltas = []
+        source.reset()
+        summary, _ = deploy(bundle, port, duration_s=episode_s, log_path=str(out / "episodes" /
+                            f"{counters.episodes:05d}.jsonl"), config=cfg, policy_wrapper=lambda p: residual,
+                            on_cycle=lambda i, row: rows.append(row), confirm=confirm or (lambda info: True))
+        fell = any(s["cause"] == "tilt" for s in summary["safe_stops"])
+        trans, refused, vx = episode_transitions(rows, residual.deltas, source, spec.task.reward_scales, fell=fell,
+                                             truth=truth)
+        for tr in trans:
+            learner.add(*tr)
+        failed, t_update = None, time.monotonic()
+        try:
+            counters.updates += learner.update(int(round(utd * len(trans))),
+                                               critic_only=counters.robot_s < actor_delay_s)
+        except NonFiniteUpdate as exc:      # the weights from before it are back: save those, stop
+            failed = exc
+        t_update = time.monotonic() - t_update
+        counters.episodes += 1
+        counters.transitions += len(trans)
+        counters.refused += refused
+        counters.robot_s += summary.get("policy_s", 0.0)
+        counters.falls += fell
+        counters.wall_s += time.monotonic() - t0
+        rewards = [r[2] for r in trans]
+        counters.episode_log.append({"steps": len(trans), "fell": fell, "mean_vx": vx,
+                                     "mean_reward": float(np.mean(rewards)) if rewards else None,
+                                     "infer_ms_p99": summary["infer_ms"]["p99"],
+                                     "missed_deadlines": summary["missed_deadlines"], "update_s": round(t_update, 3)})
+        save(source)
+        notify(f"episode {counters.episodes}: {len(trans)} transitions, {'FELL' if fell else 'ok'}, "
+               f"vx {'n/a' if vx is None else f'{vx:.3f} m/s'}, falls {counters.falls}, "
+               f"robot time {counters.robot_s:.0f} s")
+        if on_episode is not None:
+            on_episode(counters)
+        if failed is not None:
+            raise failed
+        empty = 0 if trans else empty + 1
+        if empty >= MAX_EMPTY_EPISODES:
+            raise Stalled(f"{empty} episodes in a row gave no transition (last: "
+                          f"{summary['safe_stops'][0]['cause'] if summary['safe_stops'] else summary['end']}, "
+                          f"{refused} refused); the run is checkpointed, torque is off")
+        stops = [s["cause"] for s in summary["safe_stops"]]
+        if "signal" in stops:
+            raise Interrupted(f"interrupted in episode {counters.episodes}: the robot was stopped safely "
+                              f"and the run checkpointed ({counters.transitions} transitions); "
+                              f"--resume {out} continues it")
