@@ -238,3 +238,32 @@ def test_a_training_run_is_exported_first_and_a_finetune_run_points_export_at_it
     r = run_simreal("export", str(out), "--out", str(tmp_path / "b"))
     assert r.returncode != 0 and "fine-tuning run" in r.stderr and "--resume" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_the_operator_resets_the_robot_between_episodes_and_q_ends_the_run(tmp_path):
+    asked = []
+
+    def ask(prompt):
+        asked.append(prompt)
+        return "" if len(asked) == 1 else "q"
+
+    with ThreadedMock(mock()) as m:
+        c = finetune(BUNDLE, m.url, tmp_path, steps=10_000, reset="operator", ask=ask, episode_s=1.0,
+                     batch_size=16, sim_warmup=0)
+    assert c.episodes == 2 and len(asked) == 2 and "episode 2" in asked[1] and "q ends the run" in asked[1]
+    assert Policy.load(tmp_path / "bundle").contract.residual.finetune.episodes == 2   # exported as it ended
+
+
+def test_a_stand_up_reset_runs_the_script_as_the_start_ramp_and_asks_only_after_a_fall(tmp_path):
+    def ask(prompt):
+        raise AssertionError(f"asked without a fall: {prompt}")
+
+    with ThreadedMock(mock()) as m:
+        c = finetune(BUNDLE, m.url, tmp_path, steps=80, reset="standup", ask=ask, episode_s=1.0, batch_size=16,
+                     sim_warmup=0, export=False)
+    assert c.episodes == 2 and c.falls == 0
+    rows = [json.loads(x) for x in (tmp_path / "episodes" / "00001.jsonl").read_text().splitlines()[1:]]
+    assert sum(r.get("phase") == "soft_start" for r in rows) == 150        # 1 s + 1 s + the 1 s soft start
+    with pytest.raises(Exception, match="--reset sim: this robot is not simulated"):
+        from simreal.finetune.resets import make_reset
+        make_reset("sim", load_robot("quadruped"), simulated=False)

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 def run_loop(rt: Runtime) -> None:
     cfg, T = rt.config, rt.period
-    n_soft = max(1, int(round(cfg.soft_start_s / T)))
+    ramp = start_ramp(rt.q_start, cfg.standup, rt.plan.default_pose, cfg.soft_start_s, T)
+    n_soft = len(ramp)
     n_settle = int(round(cfg.settle_s / T))
     n_total = None if cfg.duration_s is None else n_soft + n_settle + int(round(cfg.duration_s / T))
     start = rt.clock.now()
@@ -43,7 +44,7 @@ def run_loop(rt: Runtime) -> None:
             break
         phase = "soft_start" if k < n_soft else "settle" if k < n_soft + n_settle else "policy"
         rt.cycle = i
-        _cycle(rt, i, k, phase, min(1.0, (k + 1) / n_soft), deadline)
+        _cycle(rt, i, k, phase, min(1.0, (k + 1) / n_soft), deadline, ramp[min(k, n_soft - 1)])
         i += 1
         # Absolute deadlines: the next one is start + (k+1)T; if the work ran past it, skip to the
         # first deadline still ahead (never burst), counting what was missed (C5).
@@ -67,7 +68,8 @@ def state_record(s: P.State) -> dict:
             "quat": s.quat, "gyro": s.gyro, "accel": s.accel}
 
 
-def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: float) -> None:
+def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: float,
+           ramp_targets: np.ndarray) -> None:
     d, clock, st = rt.driver, rt.clock, rt.stats
     t_start = clock.now()
     st.starts.append(t_start)
@@ -105,7 +107,7 @@ def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: f
                 return
             action, targets = out
         else:
-            targets, gain = _soft_start_targets(rt, phase, alpha)
+            targets, gain = _soft_start_targets(rt, phase, alpha, ramp_targets)
             rec["targets"] = targets
             if gain is not None:
                 kp = kd = [gain] * rt.plan.n
@@ -178,11 +180,24 @@ def _policy_targets(rt: Runtime, rs: RobotState, rec: dict, timing: dict) -> tup
     return action, targets
 
 
-def _soft_start_targets(rt: Runtime, phase: str, alpha: float) -> tuple[np.ndarray, float | None]:
-    """Smoothstep from the pose at torque-on to the default pose; gains rising while it moves
-    (when the robot honours COMMAND gain scales). Settle holds the default pose at full gains."""
-    s = alpha * alpha * (3 - 2 * alpha)
-    targets = rt.q_start + s * (rt.plan.default_pose - rt.q_start)
+def start_ramp(q_start: np.ndarray, standup, default_pose: np.ndarray, soft_start_s: float, T: float) -> np.ndarray:
+    """The soft start's targets, one row per cycle: a smoothstep from the pose at torque on through
+    each stand-up keyframe (simreal.robot.standup) to the default pose, the last segment taking
+    soft_start_s."""
+    rows, frm = [], np.asarray(q_start, dtype=np.float64)
+    for pose, seconds in [(kf.pose, kf.seconds) for kf in standup] + [(default_pose, soft_start_s)]:
+        to, n = np.asarray(pose, dtype=np.float64), max(1, int(round(seconds / T)))
+        a = np.arange(1, n + 1) / n
+        s = a * a * (3 - 2 * a)
+        rows.append(frm + s[:, None] * (to - frm))
+        frm = to
+    return np.concatenate(rows)
+
+
+def _soft_start_targets(rt: Runtime, phase: str, alpha: float, ramp_targets: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """This cycle's row of the start ramp; gains rising while it moves (when the robot honours
+    COMMAND gain scales). Settle holds the default pose at full gains."""
+    targets = ramp_targets if phase == "soft_start" else np.asarray(rt.plan.default_pose, dtype=np.float64)
     gain = None
     if phase == "soft_start" and rt.info is not None and rt.info.capabilities & P.Capability.GAINS:
         gain = rt.config.soft_start_kp + (1 - rt.config.soft_start_kp) * alpha

@@ -133,6 +133,7 @@ class RuntimeConfig:
     period_s: float | None = None         # None = the bundle's control period (--rate overrides)
     soft_start_s: float = 1.0             # ramp to the default pose at rising gains
     soft_start_kp: float = 0.25           # gain scale at the start of the ramp
+    standup: tuple = ()                   # simreal.robot.standup.Keyframe waypoints before the default pose
     settle_s: float = 0.3                 # hold the default pose at full gains before the policy
     damp_s: float = 0.2                   # safe stop: DAMP this long before torque off
     stop_timeout_s: float = 1.0           # the whole safe stop, confirmed or not (+ one transaction)

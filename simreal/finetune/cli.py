@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--velocity", default=None, metavar="SOURCE",
                    help="ground_truth (the mock only: privileged), onboard (IMU + leg kinematics) or "
                         "tracker:HOST:PORT (UDP lines `t x y yaw`); default ground_truth on the mock, else onboard")
+    p.add_argument("--reset", choices=["sim", "operator", "standup"], default=None,
+                   help="between episodes: sim (the mock's reset; its default), operator (Enter when the robot "
+                        "stands; hardware's default; q ends the run) or standup (robots/NAME/standup.yaml as the "
+                        "start ramp, the operator only after a fall)")
     p.add_argument("--episode-seconds", type=positive_float, default=10.0, metavar="S")
     p.add_argument("--bound", type=positive_float, default=0.2,
                    help="the most fine-tuning may change an action (action units, default 0.2)")
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         c = finetune(args.bundle, args.port, out, steps=args.steps, minutes=args.minutes, algo=args.algo,
                      resume=bool(args.resume), velocity=args.velocity, episode_s=args.episode_seconds,
                      bound=args.bound, seed=args.seed, sim_warmup=args.sim_warmup, actor_delay_s=args.actor_delay,
+                     reset=args.reset,
                      confirm=(lambda info: True) if args.yes else confirm_torque,
                      notify=lambda s: print(s, file=sys.stderr))
     except Interrupted as exc:

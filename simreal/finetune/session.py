@@ -27,6 +27,7 @@ import numpy as np
 from simreal import protocol as P
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
 from simreal.finetune.state import Counters, read_state, write_state
+from simreal.finetune.resets import make_reset
 from simreal.finetune.residual import ResidualPolicy, reward
 from simreal.finetune.velocity import make_source
 
@@ -113,8 +114,8 @@ def make_velocity(text: str | None, spec, simulated: bool):
 def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = None, minutes: float | None = None,
              algo: str = "crossq", resume: bool = False, velocity: str | None = None, episode_s: float = 10.0,
              bound: float = 0.2, utd: float = 1.0, seed: int = 0, batch_size: int = 256,
-             sim_warmup: int = 5000, actor_delay_s: float = 30.0, export: bool = True,
-             confirm: Callable[[P.Info], bool] | None = None, notify: Callable[[str], None] = lambda s: None,
+             sim_warmup: int = 5000, actor_delay_s: float = 30.0, export: bool = True, reset: str | None = None,
+             ask: Callable[[str], str] = input, confirm: Callable[[P.Info], bool] | None = None, notify: Callable[[str], None] = lambda s: None,
              on_episode: Callable[[Counters], None] | None = None) -> Counters:
     """Fine-tune BUNDLE (or a training run, exported first into OUT/base) on the robot at PORT.
 
@@ -170,6 +171,7 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
 
     if not done():
         simulated = _simulated(port)
+        resets = make_reset(reset, spec, simulated, ask)
         source, truth = make_velocity(velocity, spec, simulated)
         try:
             if not resume and sim_warmup > 0:
@@ -178,7 +180,7 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
                 counters.updates += warm_up(residual, spec, sim_warmup, command, utd=utd, seed=seed)
                 counters.sim_transitions = sim_warmup
                 save(source)
-            _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, done, save,
+            _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, resets, done, save,
                       episode_s=episode_s, utd=utd, actor_delay_s=actor_delay_s, confirm=confirm,
                       notify=notify, on_episode=on_episode)
         finally:
@@ -189,15 +191,19 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
     return counters
 
 
-def _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, done, save, *,
+def _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, resets, done, save, *,
               episode_s, utd, actor_delay_s, confirm, notify, on_episode) -> None:
     """Robot episodes until done(): each a deploy run, then updates and a checkpoint."""
     from simreal.deploy.plan import RuntimeConfig
     from simreal.deploy.session import deploy
 
-    cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=simulated)
+    cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=resets.reset_sim, standup=resets.standup)
     empty = 0
     while not done():
+        last_fell = bool(counters.episode_log and counters.episode_log[-1]["fell"])
+        if not resets.ready(counters.episodes, last_fell, counters.falls):
+            notify(f"the operator ended the run after {counters.episodes} episodes")
+            return
         t0 = time.monotonic()
         rows: list[dict] = []
         residual.deltas = []
