@@ -83,3 +83,17 @@ def test_a_residual_head_that_could_leave_the_bound_is_refused(bundles, spec, tm
     (bad / "policy.json").write_text(json.dumps(data))
     with pytest.raises(BundleError, match=r"residual.network.head must be tanh onto \[-1, 1\]"):
         Policy.load(bad, spec)
+
+
+def test_a_non_finite_residual_is_never_exported(bundles, spec, tmp_path):
+    from simreal.export.bundle import ExportError
+
+    base, _, obs = bundles
+    c = base.contract
+    base_mlp = mlp_from_arrays(load_arrays(base.bundle_dir / c.network.weights.path), c.network, "weights")
+    res = residual_mlp(c.obs_dim, c.action_dim)
+    res.layers[0].weight[3, 2] = np.nan
+    with pytest.raises(ExportError, match="residual network: array layers.0.weight has 1 non-finite"):
+        write_bundle(base_mlp, base.infer_batch(obs)[0], spec, tmp_path / "nan", obs,
+                     training=c.training.model_dump(mode="json"), residual=Residual(res, BOUND, {}), git={})
+    assert not (tmp_path / "nan").exists()
