@@ -176,7 +176,7 @@ def test_episodes_that_give_no_transitions_stop_the_run(tmp_path):
 
     with ThreadedMock(mock()) as m:
         with pytest.raises(Stalled, match="gave no transition"):
-            finetune(BUNDLE, m.url, tmp_path, steps=100, velocity="tracker:127.0.0.1:0", episode_s=0.5,
+            finetune(BUNDLE, m.url, tmp_path, steps=100, velocity="tracker:127.0.0.1:0", episode_s=0.5, sim_warmup=0,
                      batch_size=32)
     st = latest_state(tmp_path)
     assert st["counters"]["episodes"] == MAX_EMPTY_EPISODES and st["counters"]["transitions"] == 0

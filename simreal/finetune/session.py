@@ -19,16 +19,17 @@ When the budget is met the run is exported as a bundle (simreal.finetune.export)
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from simreal import protocol as P
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
-from simreal.finetune.state import Counters, read_state, write_state
 from simreal.finetune.resets import make_reset
 from simreal.finetune.residual import ResidualPolicy, reward
+from simreal.finetune.state import Counters, read_state, write_state
 from simreal.finetune.velocity import make_source
 
 
@@ -115,7 +116,8 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
              algo: str = "crossq", resume: bool = False, velocity: str | None = None, episode_s: float = 10.0,
              bound: float = 0.2, utd: float = 1.0, seed: int = 0, batch_size: int = 256,
              sim_warmup: int = 5000, actor_delay_s: float = 30.0, export: bool = True, reset: str | None = None,
-             ask: Callable[[str], str] = input, confirm: Callable[[P.Info], bool] | None = None, notify: Callable[[str], None] = lambda s: None,
+             ask: Callable[[str], str] = input, confirm: Callable[[P.Info], bool] | None = None,
+             notify: Callable[[str], None] = lambda s: None,
              on_episode: Callable[[Counters], None] | None = None) -> Counters:
     """Fine-tune BUNDLE (or a training run, exported first into OUT/base) on the robot at PORT.
 
@@ -125,7 +127,7 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
     untouched)."""
     from simreal.bundle.contract import is_bundle
     from simreal.bundle.policy import Policy
-    from simreal.deploy.plan import StartRefused, plan_from_contract
+    from simreal.deploy.plan import RuntimeConfig, StartRefused, plan_from_contract
     from simreal.finetune.export import export_finetuned
     from simreal.finetune.warmup import warm_up
     from simreal.robot.spec import load_robot
@@ -180,9 +182,10 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
                 counters.updates += warm_up(residual, spec, sim_warmup, command, utd=utd, seed=seed)
                 counters.sim_transitions = sim_warmup
                 save(source)
-            _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, resets, done, save,
-                      episode_s=episode_s, utd=utd, actor_delay_s=actor_delay_s, confirm=confirm,
-                      notify=notify, on_episode=on_episode)
+            cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=resets.reset_sim, standup=resets.standup)
+            run = _Run(bundle, port, out, spec, residual, counters, source, truth, resets, cfg, lambda: save(source),
+                       episode_s, utd, actor_delay_s)
+            _episodes(run, done, confirm=confirm or (lambda info: True), notify=notify, on_episode=on_episode)
         finally:
             source.close()
     if export:
@@ -191,35 +194,53 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
     return counters
 
 
-def _episodes(bundle, port, out, residual, learner, counters, source, truth, spec, simulated, resets, done, save, *,
-              episode_s, utd, actor_delay_s, confirm, notify, on_episode) -> None:
-    """Robot episodes until done(): each a deploy run, then updates and a checkpoint."""
-    from simreal.deploy.plan import RuntimeConfig
+@dataclass(frozen=True)
+class _Run:
+    """What every episode of one run uses."""
+    bundle: str
+    port: str
+    out: Path
+    spec: Any
+    policy: ResidualPolicy
+    counters: Counters
+    source: Any                   # the velocity source
+    truth: _RowTruth
+    resets: Any                   # simreal.finetune.resets.Reset
+    config: Any                   # the deploy RuntimeConfig of each episode
+    save: Callable[[], None]      # a checkpoint of the run as it stands
+    episode_s: float
+    utd: float
+    actor_delay_s: float
+
+
+def _episodes(run: _Run, done: Callable[[], bool], *, confirm, notify, on_episode) -> None:
+    """Robot episodes until done() (or the operator ends the run): each a deploy run, then
+    updates and a checkpoint."""
     from simreal.deploy.session import deploy
 
-    cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=resets.reset_sim, standup=resets.standup)
+    counters, policy, learner = run.counters, run.policy, run.policy.learner
     empty = 0
     while not done():
         last_fell = bool(counters.episode_log and counters.episode_log[-1]["fell"])
-        if not resets.ready(counters.episodes, last_fell, counters.falls):
+        if not run.resets.ready(counters.episodes, last_fell, counters.falls):
             notify(f"the operator ended the run after {counters.episodes} episodes")
             return
         t0 = time.monotonic()
         rows: list[dict] = []
-        residual.deltas = []
-        source.reset()
-        summary, _ = deploy(bundle, port, duration_s=episode_s, log_path=str(out / "episodes" /
-                            f"{counters.episodes:05d}.jsonl"), config=cfg, policy_wrapper=lambda p: residual,
-                            on_cycle=lambda i, row: rows.append(row), confirm=confirm or (lambda info: True))
+        policy.deltas = []
+        run.source.reset()
+        summary, _ = deploy(run.bundle, run.port, duration_s=run.episode_s, config=run.config,
+                            log_path=str(run.out / "episodes" / f"{counters.episodes:05d}.jsonl"),
+                            policy_wrapper=lambda p: policy, on_cycle=lambda i, row: rows.append(row), confirm=confirm)
         fell = any(s["cause"] == "tilt" for s in summary["safe_stops"])
-        trans, refused, vx = episode_transitions(rows, residual.deltas, source, spec.task.reward_scales, fell=fell,
-                                             truth=truth)
+        trans, refused, vx = episode_transitions(rows, policy.deltas, run.source, run.spec.task.reward_scales,
+                                                 fell=fell, truth=run.truth)
         for tr in trans:
             learner.add(*tr)
         failed, t_update = None, time.monotonic()
         try:
-            counters.updates += learner.update(int(round(utd * len(trans))),
-                                               critic_only=counters.robot_s < actor_delay_s)
+            counters.updates += learner.update(int(round(run.utd * len(trans))),
+                                               critic_only=counters.robot_s < run.actor_delay_s)
         except NonFiniteUpdate as exc:      # the weights from before it are back: save those, stop
             failed = exc
         t_update = time.monotonic() - t_update
@@ -234,7 +255,7 @@ def _episodes(bundle, port, out, residual, learner, counters, source, truth, spe
                                      "mean_reward": float(np.mean(rewards)) if rewards else None,
                                      "infer_ms_p99": summary["infer_ms"]["p99"],
                                      "missed_deadlines": summary["missed_deadlines"], "update_s": round(t_update, 3)})
-        save(source)
+        run.save()
         notify(f"episode {counters.episodes}: {len(trans)} transitions, {'FELL' if fell else 'ok'}, "
                f"vx {'n/a' if vx is None else f'{vx:.3f} m/s'}, falls {counters.falls}, "
                f"robot time {counters.robot_s:.0f} s")
@@ -251,4 +272,4 @@ def _episodes(bundle, port, out, residual, learner, counters, source, truth, spe
         if "signal" in stops:
             raise Interrupted(f"interrupted in episode {counters.episodes}: the robot was stopped safely "
                               f"and the run checkpointed ({counters.transitions} transitions); "
-                              f"--resume {out} continues it")
+                              f"--resume {run.out} continues it")
