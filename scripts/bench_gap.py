@@ -22,7 +22,7 @@ from _bench_md import command_line, machine_line, publish  # noqa: E402
 
 from simreal.mock.process import spawn  # noqa: E402
 
-PROFILES = ("nominal", "worn", "heavy", "slippery")
+PROFILES = ("nominal", "worn", "heavy", "slippery", "corner", "beyond", "sts3215")
 
 
 def one(robot: str, profile: str, duration: float) -> dict:
@@ -32,12 +32,17 @@ def one(robot: str, profile: str, duration: float) -> dict:
                            capture_output=True, text=True, timeout=900)
     if p.returncode not in (0, 1):
         raise SystemExit(f"{robot} on {profile}: simreal gap exited {p.returncode}: {p.stderr[-500:]}")
+    if p.returncode == 1 and not p.stdout.strip():      # stopped before the policy ran: nothing to compare
+        return {"no_policy_cycle": p.stderr.strip().splitlines()[-1]}
     return json.loads(p.stdout)
 
 
 def row(robot: str, profile: str, rep: dict) -> str:
     def f(v, fmt=".2f"):
         return "n/a" if v is None else format(v, fmt)
+    if "no_policy_cycle" in rep:
+        why = rep["no_policy_cycle"].split("(safe stop: ")[-1].split(": the policy")[0]
+        return f"| {robot} | {profile} | fell before the policy ran: {why} | | | | | yes / - | | |"
     r, s = rep["robot"], rep["sim"]
     lag = [j["lag_difference"] for j in rep["joints"] if j["lag_difference"] is not None]
     return (f"| {robot} | {profile} | {f(r['forward_velocity'], '.3f')} | {f(s['forward_velocity'], '.3f')} | "

@@ -161,3 +161,16 @@ def test_fitted_ranges_replace_only_their_lines_and_a_missing_line_is_named():
                        ("  action_latency_steps: [0, 2]", "  action_latency_steps: [0, 1]")]
     with pytest.raises(ValueError, match="no \\[lo, hi\\] line for kp_scale"):
         updated_yaml(text.replace("  kp_scale: [0.8, 1.3]\n", ""), {"kp_scale": [0.7, 0.9]})
+
+
+def test_a_parameter_the_recording_does_not_pin_keeps_its_range():
+    """kd 0.49 +- 0.31 (seen fitting the `beyond` mock) would have given kd_scale [-0.44, 1.43]:
+    a negative damping scale in training. Only identified parameters get fitted ranges."""
+    from simreal.sysid.fit import Estimate, Fit
+    from simreal.sysid.ranges import fitted_ranges
+
+    result = Fit((Estimate("kp_scale", 0.646, 0.041), Estimate("kd_scale", 0.494, 0.310)), 12, 4, 0.012,
+                 (0.012,), 0.028, 0.005)
+    ranges = fitted_ranges(result)
+    assert ranges == {"kp_scale": [0.523, 0.769], "action_latency_steps": [2, 4]}
+    assert all(lo > 0 for lo, _ in ranges.values() if isinstance(lo, float))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simreal.cliargs import positive_float
+from simreal.cliargs import nonnegative_int, positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--robot", required=True, help="robot name or folder whose robot.yaml the ranges are for")
     f.add_argument("--json", action="store_true", help="print the result as JSON")
     f.add_argument("--write", action="store_true", help="apply the fitted ranges to robot.yaml")
+    f.add_argument("--max-delay", type=nonnegative_int, default=2, metavar="STEPS",
+                   help="longest action delay searched, in control steps (default 2; each step more costs "
+                        "one fit per physics substep)")
     f.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -77,7 +80,7 @@ def run_fit(args: argparse.Namespace) -> int:
     rec = load_recording(args.recording)
     if rec.robot != spec.name:
         raise RecordingError(f"{args.recording}: recorded on robot {rec.robot!r}, --robot is {spec.name!r}")
-    result = fit(spec, rec)
+    result = fit(spec, rec, max_delay=args.max_delay)
     fitted = ranges.fitted_ranges(result)
     path = spec.root / "robot.yaml"
     try:
@@ -88,7 +91,8 @@ def run_fit(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_dict(), "ranges": fitted, "robot_yaml": str(path), "written": args.write}))
     else:
         for e in result.estimates:
-            print(f"{e.name}: {e.value:.4f} +- {e.ci95:.4f} (95%)")
+            print(f"{e.name}: {e.value:.4f} +- {e.ci95:.4f} (95%)"
+                  + ("" if e.identified else "; not identified by this recording: its range stays as it is"))
         print(f"command -> actuation delay: {result.delay_s * 1e3:.0f} ms ({result.delay_physics_steps} physics steps; "
               f"action latency {result.action_latency_steps} control steps); rms by delay, rad: "
               + ", ".join(f"{v:.1e}" for v in result.rms_by_delay) + f"; nominal model {result.rms_nominal_rad:.1e}")

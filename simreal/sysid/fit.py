@@ -33,6 +33,13 @@ class Estimate:
     value: float
     ci95: float             # half-width
 
+    @property
+    def identified(self) -> bool:
+        """The recording pins it: 3 x its 95% half-width stays below the value. A scale whose range
+        would reach zero is not identified (found on the `beyond` mock: kd 0.49 +- 0.31 gave a
+        range from -0.44); robot.yaml keeps its range for it."""
+        return 3.0 * self.ci95 < self.value
+
     def range(self, min_half_width: float) -> tuple[float, float]:
         """A randomization range centred on the value: +-max(3 x the 95% half-width, min_half_width x value)."""
         h = max(3.0 * self.ci95, min_half_width * self.value)
@@ -100,7 +107,8 @@ class Replay:
         return (self.rollout(float(x[0]), float(x[1]), delay) - self.rec.q).ravel()
 
 
-def fit(spec: Any, rec: Recording) -> Fit:
+def fit(spec: Any, rec: Recording, *, max_delay: int = MAX_DELAY) -> Fit:
+    """kp, kd scales and the action delay (0..max_delay control steps) that best replay `rec`."""
     from mujoco import sysid
 
     from simreal.errors import MissingDependency
@@ -113,7 +121,7 @@ def fit(spec: Any, rec: Recording) -> Fit:
     rms = lambda r: float(np.sqrt(np.mean(r ** 2)))      # noqa: E731
     best = None
     by_delay = []
-    for delay in range(MAX_DELAY * spec.control.substeps + 1):
+    for delay in range(max_delay * spec.control.substeps + 1):
         params = sysid.ParameterDict()
         for name, (lo, hi) in PARAMS.items():
             params.add(sysid.Parameter(name, 1.0, lo, hi))

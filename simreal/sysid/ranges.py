@@ -15,7 +15,9 @@ MIN_HALF_WIDTH = 0.05     # the range is at least +-5% of the value: another uni
 
 
 def fitted_ranges(result: Fit) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {e.name: list(e.range(MIN_HALF_WIDTH)) for e in result.estimates}
+    """Ranges for the identified parameters only (Estimate.identified): what the data cannot pin
+    keeps the range it had."""
+    out: dict[str, list[float]] = {e.name: list(e.range(MIN_HALF_WIDTH)) for e in result.estimates if e.identified}
     d = result.action_latency_steps
     out["action_latency_steps"] = [max(0, d - 1), d + 1]       # the identified delay +- one step
     return out
