@@ -83,9 +83,11 @@ def real_time(profile: str) -> dict:
     run = OUT / f"{profile}-realtime"
     shutil.rmtree(run, ignore_errors=True)
     with spawn(ROBOT, gap=profile, seed=0) as m:
-        c = finetune(BUNDLE, m.port, run, minutes=1.0, sim_warmup=1000, export=False)
+        # onboard velocity, as on hardware: the mock's ground truth is one more transaction per
+        # cycle, and on `worn`'s 3 +- 2 ms replies three transactions do not fit 20 ms
+        c = finetune(BUNDLE, m.port, run, minutes=1.0, sim_warmup=1000, export=False, velocity="onboard")
     eps = c.episode_log
-    return {"episodes": len(eps), "infer_ms_p99_worst": max(e["infer_ms_p99"] for e in eps),
+    return {"episodes": len(eps), "infer_ms_p99_worst": max(e["infer_ms_p99"] or 0.0 for e in eps),
             "missed_deadlines": sum(e["missed_deadlines"] for e in eps),
             "cycles": sum(e["steps"] for e in eps), "update_s_mean": sum(e["update_s"] for e in eps) / len(eps)}
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
           "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
           f"Mean recovered fraction over {len(results)} seeds: **{mean:.2f}** (goal 0.5).", "",
           f"Real time (the mock at 50 Hz on the same 2 cores, 1 robot-minute, {rt['episodes']} episodes, "
-          f"{rt['cycles']} policy cycles): worst per-episode inference p99 {rt['infer_ms_p99_worst']:.2f} ms "
+          f"{rt['cycles']} policy cycles, the onboard velocity estimate): worst per-episode inference p99 {rt['infer_ms_p99_worst']:.2f} ms "
           f"(base ONNX + residual torch actor) against the 20 ms period, {rt['missed_deadlines']} missed deadlines; "
           f"updates run between episodes, {rt['update_s_mean']:.1f} s each on average."]
     publish("finetune", "\n".join(md), not args.no_write)

@@ -182,7 +182,9 @@ def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = Non
                 counters.updates += warm_up(residual, spec, sim_warmup, command, utd=utd, seed=seed)
                 counters.sim_transitions = sim_warmup
                 save(source)
-            cfg = RuntimeConfig(truth_every=1 if simulated else 0, reset_sim=resets.reset_sim, standup=resets.standup)
+            # the mock's ground truth is one more transaction per cycle: read it only when rewards need it
+            cfg = RuntimeConfig(truth_every=1 if source.privileged else 0, reset_sim=resets.reset_sim,
+                                standup=resets.standup)
             run = _Run(bundle, port, out, spec, residual, counters, source, truth, resets, cfg, lambda: save(source),
                        episode_s, utd, actor_delay_s)
             _episodes(run, done, confirm=confirm or (lambda info: True), notify=notify, on_episode=on_episode)
