@@ -68,6 +68,13 @@ def state_record(s: P.State) -> dict:
             "quat": s.quat, "gyro": s.gyro, "accel": s.accel}
 
 
+def state_from_record(r: dict) -> P.State:
+    """The STATE a cycle record's `state` was written from (state_record), for reading a run log
+    back (joint count not recorded: 0)."""
+    return P.State(int(round(r["ts"] * 1e6)), r["status"], r["errors"], 0, r["q"], r["dq"], r["quat"], r["gyro"],
+                   r["accel"])
+
+
 def _cycle(rt: Runtime, i: int, slot: int, phase: str, alpha: float, deadline: float,
            ramp_targets: np.ndarray) -> None:
     d, clock, st = rt.driver, rt.clock, rt.stats

@@ -26,12 +26,12 @@ from typing import Any, Callable
 import numpy as np
 
 from simreal import protocol as P
+from simreal.deploy.loop import state_from_record
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
 from simreal.finetune.resets import make_reset
 from simreal.finetune.residual import ResidualPolicy, reward
 from simreal.finetune.state import Counters, read_state, write_state
 from simreal.finetune.velocity import make_source
-
 
 
 class Stalled(RuntimeError):
@@ -69,9 +69,7 @@ def episode_transitions(rows: list[dict], deltas: list[np.ndarray], velocity, sc
     out, refused, vx = [], 0, []
     for i in range(n - 1):
         nxt = policy_rows[i + 1]
-        s = nxt["state"]
-        state = P.State(int(s["ts"] * 1e6), s["status"], s["errors"], 0, s["q"], s["dq"], s["quat"], s["gyro"],
-                        s["accel"])
+        state = state_from_record(nxt["state"])
         truth.row = nxt
         try:
             v = velocity.velocity(state)
