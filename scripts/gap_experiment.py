@@ -20,6 +20,7 @@ six more runs did not fit the session that wrote this.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -54,6 +55,22 @@ def fitted_env() -> dict:
     return {**os.environ, "SIMREAL_ROBOT_PATH": str(FITTED_PATH)}
 
 
+@contextlib.contextmanager
+def robot_path(fitted: bool):
+    """SIMREAL_ROBOT_PATH -> the fitted copy while the block runs (spawn() passes our environment
+    to the mock, so the mock and the bundle agree on the robot's hash)."""
+    old = os.environ.get("SIMREAL_ROBOT_PATH")
+    if fitted:
+        os.environ["SIMREAL_ROBOT_PATH"] = str(FITTED_PATH)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SIMREAL_ROBOT_PATH", None)
+        else:
+            os.environ["SIMREAL_ROBOT_PATH"] = old
+
+
 def fit_robot() -> dict:
     """The fitted copy of the robot: record on the hoisted `beyond` mock, fit, write the ranges."""
     done = OUT / "fit.json"
@@ -63,16 +80,8 @@ def fit_robot() -> dict:
     shutil.copytree(ROOT / "robots" / ROBOT, FITTED_PATH / ROBOT)
     rec = OUT / "recording"
     shutil.rmtree(rec, ignore_errors=True)
-    old = os.environ.get("SIMREAL_ROBOT_PATH")
-    os.environ["SIMREAL_ROBOT_PATH"] = str(FITTED_PATH)       # the spawned mock loads the copy
-    try:
-        with spawn(ROBOT, gap=FIT_ON, lockstep=True, extra_args=["--hoisted"]) as m:
-            simreal("sysid", "record", ROBOT, "--port", m.port, "--out", str(rec), "--yes", env=fitted_env())
-    finally:
-        if old is None:
-            os.environ.pop("SIMREAL_ROBOT_PATH")
-        else:
-            os.environ["SIMREAL_ROBOT_PATH"] = old
+    with robot_path(True), spawn(ROBOT, gap=FIT_ON, lockstep=True, extra_args=["--hoisted"]) as m:
+        simreal("sysid", "record", ROBOT, "--port", m.port, "--out", str(rec), "--yes", env=fitted_env())
     p = simreal("sysid", "fit", str(rec), "--robot", ROBOT, "--max-delay", "4", "--json", "--write",
                 env=fitted_env())
     result = json.loads(p.stdout)
@@ -102,16 +111,8 @@ def measure(kind: str, seed: int, profile: str, timesteps: int) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     b = bundle(kind, seed, timesteps)
-    env = fitted_env() if kind == "fitted" else dict(os.environ)
-    old = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        with spawn(ROBOT, gap=profile, lockstep=True, seed=seed) as m:
-            p = simreal("gap", str(b), "--port", m.port, "--duration", "15", "--json", env=env)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    with robot_path(kind == "fitted"), spawn(ROBOT, gap=profile, lockstep=True, seed=seed) as m:
+        p = simreal("gap", str(b), "--port", m.port, "--duration", "15", "--json", env=dict(os.environ))
     rep = json.loads(p.stdout)
     r, s = rep["robot"], rep["sim"]
     res = {"kind": kind, "seed": seed, "profile": profile, "ratio": rep["velocity_ratio"],
