@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _bench_md import command_line, machine_line, publish  # noqa: E402
 
+from simreal.finetune import BOUND  # noqa: E402
 from simreal.finetune.session import finetune  # noqa: E402
 from simreal.mock.process import spawn  # noqa: E402
 from simreal.sysid.gap import gap  # noqa: E402
@@ -53,21 +54,22 @@ def cpu_s() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def one_seed(seed: int, profile: str, minutes: float) -> dict:
-    path = OUT / f"{profile}-seed{seed}.json"
+def one_seed(seed: int, profile: str, minutes: float, bound: float) -> dict:
+    tag = f"{profile}-seed{seed}-bound{bound:g}"
+    path = OUT / f"{tag}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    run = OUT / f"{profile}-seed{seed}"
+    run = OUT / tag
     before = measure(BUNDLE, profile, seed)
     print(f"seed {seed} before: {before}", file=sys.stderr, flush=True)
     t0, c0 = time.monotonic(), cpu_s()
     with spawn(ROBOT, gap=profile, lockstep=True, seed=seed) as m:
-        c = finetune(BUNDLE, m.port, run, minutes=minutes, seed=seed, resume=(run / "checkpoints").is_dir(),
+        c = finetune(BUNDLE, m.port, run, minutes=minutes, seed=seed, bound=bound, resume=(run / "checkpoints").is_dir(),
                      notify=lambda s: print(f"seed {seed}: {s}", file=sys.stderr, flush=True))
     wall, cpu = time.monotonic() - t0, cpu_s() - c0
     after = measure(str(run / "bundle"), profile, seed)
     print(f"seed {seed} after: {after}", file=sys.stderr, flush=True)
-    res = {"seed": seed, "profile": profile, "before": before, "after": after, "robot_min": c.robot_s / 60,
+    res = {"seed": seed, "profile": profile, "bound": bound, "before": before, "after": after, "robot_min": c.robot_s / 60,
            "episodes": c.episodes, "falls_during": c.falls, "updates": c.updates, "wall_s": wall,
            "cpu_s": cpu, "episode_vx": [e.get("mean_vx") for e in c.episode_log],
            "v_sim_base": before["v_sim"],
@@ -97,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--profile", default="worn")
+    ap.add_argument("--bound", type=float, default=BOUND)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    results = [one_seed(s, args.profile, args.minutes) for s in args.seeds]
+    results = [one_seed(s, args.profile, args.minutes, args.bound) for s in args.seeds]
     rt = real_time(args.profile)
 
     def f(v, fmt=".3f"):
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     md = ["## Fine-tuning on the robot (`simreal finetune`, issue 16)", "",
           machine_line(command_line("finetune_experiment.py", argv)), "",
           f"The shipped quadruped bundle on the lockstep mock under the `{args.profile}` gap profile, before and "
-          f"after {args.minutes:g} robot-minutes of `simreal finetune` (CrossQ residual, bound 0.2, critic warmed up "
+          f"after {args.minutes:g} robot-minutes of `simreal finetune` (CrossQ residual, bound {args.bound:g}, critic warmed up "
           "on 5000 simulated transitions, actor updates from 30 robot-seconds on; rewards from the mock's ground-truth "
           "velocity). Velocities: `simreal gap`, 15 s at the default command (0.35 m/s), robot side; in brackets the "
           "ratio to the same bundle in the nominal simulator. Recovered: (after - before) / (sim - before) of the "

@@ -18,6 +18,7 @@ from conftest import ROOT
 from simreal.bundle.contract import contract_sha256
 from simreal.bundle.policy import Policy
 from simreal.bundle.shipped import shipped_bundle
+from simreal.finetune import BOUND
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
 from simreal.finetune.session import episode_transitions, finetune, _RowTruth
 from simreal.finetune.state import STATE_FILE
@@ -58,12 +59,12 @@ def test_a_few_hundred_steps_learn_checkpoint_and_keep_the_residual_bounded(tmp_
     # the result is a bundle: the base network plus the residual, with its provenance
     tuned = Policy.load(tmp_path / "bundle")
     r = tuned.contract.residual
-    assert r.bound == 0.2 and r.finetune.transitions == c.transitions and r.finetune.privileged_velocity
+    assert r.bound == BOUND and r.finetune.transitions == c.transitions and r.finetune.privileged_velocity
     assert r.finetune.base_sha256 == contract_sha256(BUNDLE) and r.finetune.sim_warmup == 64
     base = Policy.load(BUNDLE)
     obs = np.array([row["obs"] for row in actions], np.float32)
     change = np.abs(tuned.infer_batch(obs)[0] - base.infer_batch(obs)[0])
-    assert 0 < change.max() <= 0.2 + 1e-6                    # it learned something, within the bound
+    assert 0 < change.max() <= BOUND + 1e-6                    # it learned something, within the bound
     # ... that deploys like any bundle
     from simreal.deploy.session import deploy
 

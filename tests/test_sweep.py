@@ -60,6 +60,7 @@ def test_a_grid_sweep_reports_every_trial_and_survives_a_failing_one(tmp_path, r
     assert again.returncode == 0 and "4 trials (2 failed)" in again.stdout, again.stderr[-2000:]
 
 
+@pytest.mark.slow      # ~25 s alone, ~50 s on a loaded host; the grid sweep above covers the Ray path by default
 def test_optuna_with_asha_runs_through(tmp_path, ray_installed):
     spec = _spec(tmp_path, search="optuna", num_samples=2, scheduler="asha", grace_steps=256,
                  space={"hyperparams.learning_rate": {"loguniform": [1e-4, 1e-3]}},

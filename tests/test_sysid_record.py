@@ -81,10 +81,22 @@ def _fit(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_fit_recovers_the_mocks_servo_gains_and_its_link_delay(recording):
+def _robot_copy(tmp_path):
+    import shutil
+
+    from simreal.robot.spec import load_robot
+
+    robot = tmp_path / "quadruped"
+    shutil.copytree(load_robot("quadruped").root, robot)
+    return robot
+
+
+def test_fit_recovers_the_mocks_servo_gains_and_its_link_delay(recording, tmp_path):
     # Tolerances (docs/sim_to_real.md): 10% for gains; the delay exact. The mock runs in lockstep
     # (it applies each COMMAND at once, then advances one period), so host load cannot matter.
-    p = _fit(str(recording), "--robot", "quadruped", "--json")
+    robot = _robot_copy(tmp_path)
+    before = (robot / "robot.yaml").read_text()
+    p = _fit(str(recording), "--robot", str(robot), "--json")
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
     for name, truth in TRUE.items():
@@ -95,6 +107,7 @@ def test_fit_recovers_the_mocks_servo_gains_and_its_link_delay(recording):
     assert r["rms_rad"] < 0.5 * r["rms_nominal_rad"]              # the fit explains the recording better
     lo, hi = r["ranges"]["kp_scale"]
     assert lo < TRUE["kp_scale"] < hi and hi - lo < 0.5 and r["written"] is False
+    assert (robot / "robot.yaml").read_text() == before                 # without --write, nothing written
 
 
 def test_fit_recovers_an_injected_whole_cycle_action_delay(tmp_path):
@@ -112,19 +125,14 @@ def test_fit_recovers_an_injected_whole_cycle_action_delay(tmp_path):
         assert r["estimates"][name]["value"] == pytest.approx(1.0, rel=0.10), r["estimates"]
 
 
-def test_fit_writes_the_ranges_only_with_write(recording, tmp_path):
-    import shutil
-
+def test_fit_writes_the_ranges_with_write_and_shows_the_diff(recording, tmp_path):
     from simreal.robot.spec import load_robot
 
-    robot = tmp_path / "quadruped"
-    shutil.copytree(load_robot("quadruped").root, robot)
+    robot = _robot_copy(tmp_path)
     before = (robot / "robot.yaml").read_text()
-    p = _fit(str(recording), "--robot", str(robot))
-    assert p.returncode == 0 and "-  kp_scale: [0.8, 1.3]" in p.stdout and "+  kp_scale: [" in p.stdout, p.stdout
-    assert (robot / "robot.yaml").read_text() == before                 # a diff only
     p = _fit(str(recording), "--robot", str(robot), "--write")
     assert p.returncode == 0, p.stderr
+    assert "-  kp_scale: [0.8, 1.3]" in p.stdout and "+  kp_scale: [" in p.stdout, p.stdout
     after = (robot / "robot.yaml").read_text()
     assert "# m, +- per axis" in after and after.count("\n") == before.count("\n")   # comments and lines kept
     lo, hi = load_robot(str(robot)).randomization.kp_scale

@@ -1,2 +1,4 @@
-"""Fine-tuning on the robot (issue 16): where the reward's velocity comes from, and (to come) the
-learner that runs beside `simreal deploy`'s runtime."""
+"""Fine-tuning on the robot (issue 16): a bounded residual on the simulation policy, learned
+off-policy from the deploy runtime's episodes (simreal.finetune.session)."""
+
+BOUND = 0.4     # the default residual bound, action units (0.2 rad on the quadruped): the most an action may move

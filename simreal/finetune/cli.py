@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float, positive_int
+from simreal.finetune import BOUND
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stands; hardware's default; q ends the run) or standup (robots/NAME/standup.yaml as the "
                         "start ramp, the operator only after a fall)")
     p.add_argument("--episode-seconds", type=positive_float, default=10.0, metavar="S")
-    p.add_argument("--bound", type=positive_float, default=0.2,
-                   help="the most fine-tuning may change an action (action units, default 0.2)")
+    p.add_argument("--bound", type=positive_float, default=BOUND,
+                   help=f"the most fine-tuning may change an action (action units, default {BOUND:g})")
     p.add_argument("--sim-warmup", type=nonnegative_int, default=5000, metavar="N",
                    help="simulated transitions the critic is warmed up on before the robot's first "
                         "update (fresh runs; 0: none)")

@@ -29,6 +29,7 @@ from simreal import protocol as P
 from simreal.deploy.loop import state_from_record
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
 from simreal.finetune.resets import make_reset
+from simreal.finetune import BOUND
 from simreal.finetune.residual import ResidualPolicy, reward
 from simreal.finetune.state import Counters, read_state, write_state
 from simreal.finetune.velocity import make_source
@@ -112,7 +113,7 @@ def make_velocity(text: str | None, spec, simulated: bool):
 
 def finetune(bundle: str, port: str, out: str | Path, *, steps: int | None = None, minutes: float | None = None,
              algo: str = "crossq", resume: bool = False, velocity: str | None = None, episode_s: float = 10.0,
-             bound: float = 0.2, utd: float = 1.0, seed: int = 0, batch_size: int = 256,
+             bound: float = BOUND, utd: float = 1.0, seed: int = 0, batch_size: int = 256,
              sim_warmup: int = 5000, actor_delay_s: float = 30.0, export: bool = True, reset: str | None = None,
              ask: Callable[[str], str] = input, confirm: Callable[[P.Info], bool] | None = None,
              notify: Callable[[str], None] = lambda s: None,
