@@ -94,6 +94,17 @@ def real_time(profile: str) -> dict:
             "cycles": sum(e["steps"] for e in eps), "update_s_mean": sum(e["update_s"] for e in eps) / len(eps)}
 
 
+def others(profile: str, bound: float, seeds: list[int]) -> list[str]:
+    """The mean recovered fraction of every other bound that has all these seeds cached."""
+    found: dict[float, list[float]] = {}
+    for path in sorted(OUT.glob(f"{profile}-seed*-bound*.json")):
+        r = json.loads(path.read_text())
+        if r.get("bound", bound) != bound and r["seed"] in seeds:
+            found.setdefault(r["bound"], []).append(r["recovered"])
+    return [f"bound {b:g}: recovered {', '.join(f'{x:.2f}' for x in v)} (mean {sum(v) / len(v):.2f})"
+            for b, v in sorted(found.items()) if len(v) == len(seeds)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -127,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
           "before / after, m/s | falls: before / during / after | robot min | wall min | CPU cores used |",
           "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
           f"Mean recovered fraction over {len(results)} seeds: **{mean:.2f}** (goal 0.5).", "",
+          *([f"Other bounds, same profile, budget and seeds (results kept in {OUT.relative_to(ROOT)}): " + "; ".join(
+              others(args.profile, args.bound, args.seeds)) + ".", ""] if others(args.profile, args.bound, args.seeds) else []),
           f"Real time (the mock at 50 Hz on the same 2 cores, 1 robot-minute, {rt['episodes']} episodes, "
           f"{rt['cycles']} policy cycles, the onboard velocity estimate): worst per-episode inference p99 {rt['infer_ms_p99_worst']:.2f} ms "
           f"(base ONNX + residual torch actor) against the 20 ms period, {rt['missed_deadlines']} missed deadlines; "
