@@ -9,7 +9,7 @@ For each seed, on the lockstep mock of the quadruped under a gap profile clearly
 and once, on the real-time mock (50 Hz wall clock, both on this machine's cores), one robot-minute
 of fine-tuning to show the loop keeps up: inference p99 and missed deadlines per episode.
 
-    python scripts/finetune_experiment.py [--seeds 0 1 2] [--minutes 10] [--no-write]
+    python scripts/finetune_experiment.py [--seeds 0 1 2] [--minutes 10] [--bound B] [--no-write]
     # ~25 min per seed on 2 cores; each seed's result is kept in runs/finetune_experiment/ and
     # reused by a rerun (delete the folder to start over)
 
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'yes' if r['after']['fell'] else 'no'} | {r['robot_min']:.1f} | {r['wall_s'] / 60:.1f} | "
             f"{r['cpu_s'] / r['wall_s']:.2f} |" for r in results]
     mean = sum(r["recovered"] for r in results) / len(results)
+    other = others(args.profile, args.bound, args.seeds)
     md = ["## Fine-tuning on the robot (`simreal finetune`, issue 16)", "",
           machine_line(command_line("finetune_experiment.py", argv)), "",
           f"The shipped quadruped bundle on the lockstep mock under the `{args.profile}` gap profile, before and "
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
           "before / after, m/s | falls: before / during / after | robot min | wall min | CPU cores used |",
           "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
           f"Mean recovered fraction over {len(results)} seeds: **{mean:.2f}** (goal 0.5).", "",
-          *([f"Other bounds, same profile, budget and seeds (results kept in {OUT.relative_to(ROOT)}): " + "; ".join(
-              others(args.profile, args.bound, args.seeds)) + ".", ""] if others(args.profile, args.bound, args.seeds) else []),
+          *([f"Other bounds, same profile, budget and seeds (results kept in {OUT.relative_to(ROOT)}): "
+             + "; ".join(other) + ".", ""] if other else []),
           f"Real time (the mock at 50 Hz on the same 2 cores, 1 robot-minute, {rt['episodes']} episodes, "
           f"{rt['cycles']} policy cycles, the onboard velocity estimate): worst per-episode inference p99 {rt['infer_ms_p99_worst']:.2f} ms "
           f"(base ONNX + residual torch actor) against the 20 ms period, {rt['missed_deadlines']} missed deadlines; "
