@@ -81,7 +81,7 @@ def fit_robot() -> dict:
     rec = OUT / "recording"
     shutil.rmtree(rec, ignore_errors=True)
     with robot_path(True), spawn(ROBOT, gap=FIT_ON, lockstep=True, extra_args=["--hoisted"]) as m:
-        simreal("sysid", "record", ROBOT, "--port", m.port, "--out", str(rec), "--yes", env=fitted_env())
+        simreal("sysid", "record", ROBOT, "--port", m.port, "--out", str(rec), "--yes")   # inherits robot_path
     p = simreal("sysid", "fit", str(rec), "--robot", ROBOT, "--max-delay", "4", "--json", "--write",
                 env=fitted_env())
     result = json.loads(p.stdout)
@@ -112,7 +112,7 @@ def measure(kind: str, seed: int, profile: str, timesteps: int) -> dict:
         return json.loads(path.read_text())
     b = bundle(kind, seed, timesteps)
     with robot_path(kind == "fitted"), spawn(ROBOT, gap=profile, lockstep=True, seed=seed) as m:
-        p = simreal("gap", str(b), "--port", m.port, "--duration", "15", "--json", env=dict(os.environ))
+        p = simreal("gap", str(b), "--port", m.port, "--duration", "15", "--json")       # inherits robot_path
     rep = json.loads(p.stdout)
     r, s = rep["robot"], rep["sim"]
     res = {"kind": kind, "seed": seed, "profile": profile, "ratio": rep["velocity_ratio"],

@@ -64,7 +64,7 @@ def test_a_few_hundred_steps_learn_checkpoint_and_keep_the_residual_bounded(tmp_
     base = Policy.load(BUNDLE)
     obs = np.array([row["obs"] for row in actions], np.float32)
     change = np.abs(tuned.infer_batch(obs)[0] - base.infer_batch(obs)[0])
-    assert 0 < change.max() <= BOUND + 1e-6                    # it learned something, within the bound
+    assert 0 < change.max() <= BOUND + 1e-6                  # it learned something, within the bound
     # ... that deploys like any bundle
     from simreal.deploy.session import deploy
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from simreal import protocol as P
 from simreal.deploy.loop import state_from_record
+from simreal.finetune import BOUND
 from simreal.finetune.learner import NonFiniteUpdate, ResidualLearner
 from simreal.finetune.resets import make_reset
-from simreal.finetune import BOUND
 from simreal.finetune.residual import ResidualPolicy, reward
 from simreal.finetune.state import Counters, read_state, write_state
 from simreal.finetune.velocity import make_source
