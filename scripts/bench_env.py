@@ -13,7 +13,9 @@ median kept) because these machines are shared and noisy:
 * batched ceiling: `mujoco.rollout.Rollout(nthread=T)` stepping the same batch, state carried
   from call to call (physics only), and the same batch on T threads of `mj_step` (what the
   batched env's physics costs);
-* the batched env (`simreal.envs.batched.LocomotionBatch`) at several batch sizes and threads;
+* the batched env (`simreal.envs.batched.LocomotionBatch`) at several batch sizes and threads, and
+  the share of its step spent in its own physics call (the ceiling of its own randomized models
+  and states, which differ in contact load from the nominal ones above);
 * the single env (`LocomotionEnv`) in SB3's `DummyVecEnv` x4 and `SubprocVecEnv` x2;
 * Gymnasium's `Ant-v5` (one env), an outside reference.
 """
@@ -89,19 +91,19 @@ class Physics:
 
 def threaded(phys: Physics, threads: int):
     pool = ThreadPoolExecutor(max(1, threads - 1))
-    parts = np.array_split(np.arange(phys.n), threads)
     mj = phys.mujoco
 
     def work(rows, c):
-        for i in rows.tolist():
+        for i in rows:
             s = phys.sims[i]
             s.data.ctrl[s.act_idx] = c[i]
             mj.mj_step(s.model, s.data, s.substeps)
 
     def step(k):
         c = phys.ctrl(k)
-        futures = [pool.submit(work, rows, c) for rows in parts[1:]]
-        work(parts[0], c)                  # this thread takes a slice, as the batched env does
+        rows = iter(range(phys.n))         # shared: each thread takes the next row, as the batched env does
+        futures = [pool.submit(work, rows, c) for _ in range(threads - 1)]
+        work(rows, c)                      # this thread takes rows too
         for f in futures:
             f.result()
         if k % 50 == 0:
@@ -145,6 +147,30 @@ def batched_env(robot: str, n: int, threads: int):
     b.reset(list(range(n)))
     acts = actions(n, b.spec.n_joints)
     return (lambda k: b.step(acts[k % len(acts)])), b
+
+
+def physics_share(robot: str, n: int, threads: int, steps: int = 300, rounds: int = 3) -> float:
+    """The fraction of the batched env's step spent in its physics call (median of rounds)."""
+    from simreal.envs.batched import LocomotionBatch
+
+    b = LocomotionBatch(n, robot, threads=threads)
+    b.reset(list(range(n)))
+    acts = actions(n, b.spec.n_joints)
+    physics, spent = b._step_physics, [0.0]
+
+    def timed_physics():
+        t = time.perf_counter()
+        physics()
+        spent[0] += time.perf_counter() - t
+    b._step_physics = timed_physics
+    shares = []
+    for _ in range(rounds):
+        spent[0], t0 = 0.0, time.perf_counter()
+        for k in range(steps):
+            b.step(acts[k % len(acts)])
+        shares.append(spent[0] / (time.perf_counter() - t0))
+    b.close()
+    return statistics.median(shares)
 
 
 def sb3_vec(robot: str, kind: str, n: int):
@@ -264,7 +290,11 @@ def main(argv: list[str] | None = None) -> int:
              "(0.3 x U(-1, 1)); ceilings are physics only.", ""]
     for robot in args.robots:
         rates = measure(robot, args.rounds, args.seconds, args.threads)
-        parts += [table(robot, rates, args.threads), "", scaling(rates), ""]
+        share = physics_share(robot, 32, min(2, args.threads))
+        parts += [table(robot, rates, args.threads), "",
+                  f"Physics share of the batched env's own step (x32, {min(2, args.threads)} threads: its "
+                  f"randomized models and states, timed inside the step): {share:.2f}.", "",
+                  scaling(rates), ""]
     if not args.no_ant:
         step, env = ant()
         rate = statistics.median(timed(step, args.seconds) for _ in range(args.rounds))

@@ -93,26 +93,34 @@ class LocomotionBatch:
         self._draw_row = np.full(n, DRAW_BLOCK)
         self.history = BatchObservationHistory(e0.obs_builder.layout, n)
         self._all = np.arange(n)
-        threads = max(1, min(threads or os.cpu_count() or 1, n))
-        self._slices = [s for s in np.array_split(self._all, threads) if len(s)]
-        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="physics") if threads > 1 else None
+        self._threads = max(1, min(threads or os.cpu_count() or 1, n))
+        # per row: what a physics step touches (identity actuator order becomes a plain slice)
+        self._handles = [(e.sim.model, e.sim.data,
+                          slice(None) if np.array_equal(e.sim.act_idx, np.arange(e.sim.model.nu)) else e.sim.act_idx,
+                          e.sim.substeps) for e in self.envs]
+        self._pool = (ThreadPoolExecutor(self._threads - 1, thread_name_prefix="physics")
+                      if self._threads > 1 else None)
 
     # --- physics on the workers ---------------------------------------------------------------
-    def _physics(self, rows: np.ndarray) -> None:
-        for i in rows.tolist():
-            sim = self.envs[i].sim
-            d = sim.data
-            d.ctrl[sim.act_idx] = self._ctrl[i]
-            mujoco.mj_step(sim.model, d, sim.substeps)     # releases the GIL
-            self._gather(i)
+    def _physics(self, rows) -> None:
+        """Step the rows `rows` yields. The threads share one iterator, so each takes the next
+        row when it is free: randomized envs differ in cost (contacts), and a fixed split leaves
+        one thread waiting for the other."""
+        ctrl, qpos, qvel, sd, time = self._ctrl, self.qpos, self.qvel, self.sensordata, self.time
+        for i in rows:
+            m, d, act, substeps = self._handles[i]
+            d.ctrl[act] = ctrl[i]
+            mujoco.mj_step(m, d, substeps)                 # releases the GIL
+            qpos[i], qvel[i], sd[i], time[i] = d.qpos, d.qvel, d.sensordata, d.time
 
     def _gather(self, i: int) -> None:
         d = self.envs[i].sim.data
         self.qpos[i], self.qvel[i], self.sensordata[i], self.time[i] = d.qpos, d.qvel, d.sensordata, d.time
 
     def _step_physics(self) -> None:
-        futures = [self._pool.submit(self._physics, rows) for rows in self._slices[1:]] if self._pool else []
-        self._physics(self._slices[0])                     # this thread takes a slice too
+        rows = iter(range(self.n))          # next() on it is one C call: atomic under the GIL
+        futures = [self._pool.submit(self._physics, rows) for _ in range(self._threads - 1)] if self._pool else []
+        self._physics(rows)                 # this thread takes rows too
         for f in futures:
             f.result()
 

@@ -91,7 +91,7 @@ class Readout:
 
     def tilt(self, sd: np.ndarray) -> np.ndarray:
         """Angle between the body z axis and world up, radians."""
-        return np.arccos(np.clip(sd[..., self.base_axes[2].start + 2], -1.0, 1.0))
+        return np.arccos(np.minimum(np.maximum(sd[..., self.base_axes[2].start + 2], -1.0), 1.0))
 
     def foot_contacts(self, sd: np.ndarray) -> np.ndarray:
         return sd[..., self.foot_contact] > 0
@@ -117,10 +117,12 @@ def terrain_height(hfield: tuple | None, heights: np.ndarray, x, y):
         return np.zeros_like(np.asarray(x, dtype=float))
     nrow, ncol, rx, ry, hz = hfield
     # Row index runs along y, column along x (MuJoCo's height-field convention).
-    c = np.clip(np.rint((np.asarray(x) + rx) / (2 * rx) * (ncol - 1)).astype(int), 0, ncol - 1)
-    r = np.clip(np.rint((np.asarray(y) + ry) / (2 * ry) * (nrow - 1)).astype(int), 0, nrow - 1)
-    return np.take_along_axis(heights, np.asarray(r * ncol + c)[..., None], axis=-1)[..., 0] * hz \
-        if heights.ndim > 1 else heights[r * ncol + c] * hz
+    c = np.minimum(np.maximum(np.rint((np.asarray(x) + rx) / (2 * rx) * (ncol - 1)), 0), ncol - 1).astype(int)
+    r = np.minimum(np.maximum(np.rint((np.asarray(y) + ry) / (2 * ry) * (nrow - 1)), 0), nrow - 1).astype(int)
+    if heights.ndim == 1:
+        return heights[r * ncol + c] * hz
+    rows = np.arange(heights.shape[0]) * heights.shape[1]      # row i's samples start here, flattened
+    return heights.reshape(-1)[rows + r * ncol + c] * hz
 
 
 class Simulator:

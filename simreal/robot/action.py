@@ -24,7 +24,7 @@ PIPELINE = "scale-clamp-ratelimit/1"     # the contract's action_pipeline.kind
 
 def action_to_targets(action: np.ndarray, default_pose: np.ndarray, action_scale: float) -> np.ndarray:
     """targets = default + scale * clip(a, -1, 1)."""
-    return default_pose + action_scale * np.clip(action, -1.0, 1.0)
+    return default_pose + action_scale * np.minimum(np.maximum(action, -1.0), 1.0)
 
 
 def targets_to_action(targets: np.ndarray, default_pose: np.ndarray, action_scale: float) -> np.ndarray:
@@ -39,7 +39,7 @@ def clamp_targets(targets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
 
 def limit_change(targets: np.ndarray, previous: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
     """Move from `previous` toward `targets` by at most max_step per joint (rad per cycle)."""
-    return previous + np.clip(targets - previous, -max_step, max_step)
+    return previous + np.minimum(np.maximum(targets - previous, -max_step), max_step)
 
 
 @dataclass(frozen=True)
