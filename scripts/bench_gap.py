@@ -1,7 +1,8 @@
 """Write the "gap" section of BENCHMARKS.md: `simreal gap` for each shipped policy on the lockstep
-mock under each shipped gap profile (configs/gap), 15 s at the robot's default command.
+mock under each shipped gap profile (configs/gap), 15 s at the robot's default command, with the
+heading hold on (the default) and again with it off, for the heading column.
 
-    python scripts/bench_gap.py [--duration 15] [--no-write]      # ~5 min on 2 idle cores
+    python scripts/bench_gap.py [--duration 15] [--no-write]      # ~10 min on 2 idle cores
 
 Lockstep: the mock advances one control period per command, so host load does not change the
 figures. The robot side's velocity is the mock's ground truth (privileged).
@@ -25,10 +26,11 @@ from simreal.mock.process import spawn  # noqa: E402
 PROFILES = ("nominal", "worn", "heavy", "slippery", "corner", "beyond", "sts3215")
 
 
-def one(robot: str, profile: str, duration: float) -> dict:
+def one(robot: str, profile: str, duration: float, hold: str | None = None) -> dict:
     with spawn(robot, gap=profile, lockstep=True) as m:
         p = subprocess.run([sys.executable, "-m", "simreal.cli", "gap", str(ROOT / "assets" / "policies" / robot),
-                            "--port", m.port, "--duration", str(duration), "--json"],
+                            "--port", m.port, "--duration", str(duration), "--json",
+                            *(["--heading-hold", hold] if hold is not None else [])],
                            capture_output=True, text=True, timeout=900)
     if p.returncode not in (0, 1):
         raise SystemExit(f"{robot} on {profile}: simreal gap exited {p.returncode}: {p.stderr[-500:]}")
@@ -37,17 +39,20 @@ def one(robot: str, profile: str, duration: float) -> dict:
     return json.loads(p.stdout)
 
 
-def row(robot: str, profile: str, rep: dict) -> str:
+def row(robot: str, profile: str, rep: dict, off: dict) -> str:
     def f(v, fmt=".2f"):
         return "n/a" if v is None else format(v, fmt)
     if "no_policy_cycle" in rep:
         why = rep["no_policy_cycle"].split("(safe stop: ")[-1].split(": the policy")[0]
-        return f"| {robot} | {profile} | fell before the policy ran: {why} | | | | | yes / - | | |"
+        return f"| {robot} | {profile} | fell before the policy ran: {why} | | | | | | yes / - | | |"
     r, s = rep["robot"], rep["sim"]
+    drift_off = ("-" if "no_policy_cycle" in off else
+                 f"{f(off['robot']['heading_drift_deg_15s'], '.0f')} / {f(off['sim']['heading_drift_deg_15s'], '.0f')}"
+                 + (" (fell)" if off["robot"]["fell"] else ""))
     lag = [j["lag_difference"] for j in rep["joints"] if j["lag_difference"] is not None]
     return (f"| {robot} | {profile} | {f(r['forward_velocity'], '.3f')} | {f(s['forward_velocity'], '.3f')} | "
             f"{f(rep['velocity_ratio'])} | {f(r['tracking_error'], '.3f')} | "
-            f"{f(r['heading_drift_deg_15s'], '.0f')} / {f(s['heading_drift_deg_15s'], '.0f')} | "
+            f"{f(r['heading_drift_deg_15s'], '.0f')} / {f(s['heading_drift_deg_15s'], '.0f')} | {drift_off} | "
             f"{'yes' if r['fell'] else 'no'} / {'yes' if s['fell'] else 'no'} | "
             f"{sum(lag) / len(lag):+.2f} | {rep['observation']['mean_w1_over_sim_std']:.3f} |")
 
@@ -60,19 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for robot in ("quadruped", "biped"):
         for profile in PROFILES:
-            rows.append(row(robot, profile, one(robot, profile, args.duration)))
+            rows.append(row(robot, profile, one(robot, profile, args.duration), one(robot, profile, args.duration, "0")))
             print(rows[-1], file=sys.stderr, flush=True)
     md = ["## Sim-to-real gap of the shipped policies (`simreal gap`)", "",
           machine_line(command_line("bench_gap.py", argv)), "",
           f"Each shipped bundle for {args.duration:g} s at its default command on the lockstep mock under "
           "each gap profile in configs/gap, and in the nominal simulator from the default pose "
           "(`simreal gap BUNDLE --port PORT --duration S`). Velocity: forward, along the heading "
-          "(robot side: the mock's ground truth). Heading drift beyond the commanded yaw, per 15 s. "
+          "(robot side: the mock's ground truth). Heading drift beyond the commanded yaw, per 15 s, with "
+          "the heading hold (simreal.robot.heading, gain 1, on both sides; a no-op for a policy trained "
+          "without turning commands) and without it (`--heading-hold 0`). "
           "Lag difference: the target-to-position lag, robot minus sim, mean over joints, in control "
           "cycles. Observation distance: 1-D Wasserstein per entry over the sim's std, mean over entries.",
           "", "| robot | gap profile | velocity robot, m/s | velocity sim, m/s | ratio robot/sim | "
-          "tracking error robot, m/s | heading drift robot / sim, deg per 15 s | fell robot / sim | "
-          "lag difference, cycles | observation distance |", "|---|---|---|---|---|---|---|---|---|---|",
+          "tracking error robot, m/s | heading drift robot / sim, deg per 15 s | same, hold off | "
+          "fell robot / sim | lag difference, cycles | observation distance |",
+          "|---|---|---|---|---|---|---|---|---|---|---|",
           *rows]
     publish("gap", "\n".join(md), not args.no_write)
     return 0

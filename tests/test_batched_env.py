@@ -27,7 +27,7 @@ def run_side_by_side(robot: str, n: int, steps: int, threads: int, randomize: bo
     obs_s = np.stack([env.reset(seed=s)[0] for env, s in zip(singles, seeds)])
     close(obs_b, obs_s, "reset")
     rng = np.random.default_rng(seed)
-    ends, worst = 0, 0.0
+    ends, worst, held = 0, 0.0, 0.0
     for t in range(steps):
         action = np.clip(rng.normal(0.0, 0.6, (n, batch.spec.n_joints)), -1.2, 1.2)   # some beyond the box
         out = batch.step(action)
@@ -50,8 +50,10 @@ def run_side_by_side(robot: str, n: int, steps: int, threads: int, randomize: bo
                 np.testing.assert_array_equal(batch.command[i], reset_info["command"])
             close(out.obs[i], o, f"step {t} env {i} (after a reset: {term or trunc})")
             worst = max(worst, float(np.abs(batch.qpos[i] - env.sim.data.qpos).max()))
+            np.testing.assert_array_equal(batch.observed_command[i], env.observed_command)
+            held = max(held, float(np.abs(env.observed_command - env.command).max()))
     batch.close()
-    return {"ends": ends, "worst_qpos": worst}
+    return {"ends": ends, "worst_qpos": worst, "held": held}
 
 
 @pytest.mark.parametrize("robot", ["quadruped", "biped"])
@@ -59,6 +61,12 @@ def test_batch_matches_single_envs_step_for_step(robot):
     # 1.5 s episodes so several end (falls from the random actions, time limits) and reset mid-run
     res = run_side_by_side(robot, n=3, steps=160, threads=2, episode_seconds=1.5)
     assert res["ends"] >= 3 and res["worst_qpos"] == 0.0
+
+
+def test_batch_matches_with_heading_hold():
+    # the biped's trained yaw range is +-0.3 rad/s, so the hold acts; random actions turn the robot
+    res = run_side_by_side("biped", n=2, steps=80, threads=2, episode_seconds=1.0, heading_hold=2.0)
+    assert res["ends"] >= 2 and res["worst_qpos"] == 0.0 and res["held"] > 0.01
 
 
 def test_batch_matches_without_randomization_on_one_thread():

@@ -262,7 +262,10 @@ def test_a_stand_up_reset_runs_the_script_as_the_start_ramp_and_asks_only_after_
     with ThreadedMock(mock()) as m:
         c = finetune(BUNDLE, m.url, tmp_path, steps=80, reset="standup", ask=ask, episode_s=1.0, batch_size=16,
                      sim_warmup=0, export=False)
-    assert c.episodes == 2 and c.falls == 0
+    # Episodes end by wall time, so a loaded machine gives fewer transitions each: the run stops at
+    # the first episode that reaches the 80-step budget, whatever that count is.
+    steps = [e["steps"] for e in c.episode_log]
+    assert c.episodes >= 2 and c.falls == 0 and sum(steps) >= 80 > sum(steps[:-1])
     rows = [json.loads(x) for x in (tmp_path / "episodes" / "00001.jsonl").read_text().splitlines()[1:]]
     assert sum(r.get("phase") == "soft_start" for r in rows) == 150        # 1 s + 1 s + the 1 s soft start
     with pytest.raises(Exception, match="--reset sim: this robot is not simulated"):

@@ -57,8 +57,9 @@ def test_gap_sees_softer_servos_as_lag_and_tracking_error(nominal):
     diff = np.mean([j["lag_difference"] for j in rep["joints"]])
     nominal_diff = np.mean([j["lag_difference"] for j in base["joints"]])
     assert diff > nominal_diff + 0.5, (diff, nominal_diff)        # half kp: the robot follows later
-    rms = {side: np.mean([j[f"rms_error_{side}"] for j in rep["joints"]]) for side in ("robot", "sim")}
-    assert rms["robot"] > rms["sim"], rms                      # and tracks its targets less closely
+    # and walks slower than commanded (a policy may shorten its steps, so the joints' own rms
+    # tracking error need not grow)
+    assert rep["robot"]["tracking_error"] > base["robot"]["tracking_error"] + 0.05, (rep["robot"], base["robot"])
     assert rep["observation"]["mean_w1_over_sim_std"] > base["observation"]["mean_w1_over_sim_std"]
 
 

@@ -220,6 +220,10 @@ class Contract(_Strict):
     provenance: ProvenanceModel
     evaluation: Optional[dict[str, Any]] = None   # figures at export time (simreal.train.evaluate)
 
+    def command_kwargs(self) -> dict[str, tuple[float, float]]:
+        """The env kwargs that give a simulation this policy's trained command ranges."""
+        return {"command_vx": tuple(self.command_vx), "command_yaw": tuple(self.command_yaw)}
+
     @model_validator(mode="after")
     def _consistent(self) -> "Contract":
         n = len(self.joint_names)
@@ -342,6 +346,12 @@ def robot_fields(spec) -> dict[str, Any]:
     }
 
 
+def trained_commands(spec, kwargs: dict[str, Any]) -> dict[str, list[float]]:
+    """The contract's command ranges: the training env's `command_vx` / `command_yaw` kwargs, else
+    robot.yaml's. They belong to the policy (what it learned to track), not to the robot."""
+    return {k: [float(x) for x in kwargs.get(k, getattr(spec.task, k))] for k in ("command_vx", "command_yaw")}
+
+
 def _first_difference(a: Any, b: Any, path: str) -> str | None:
     """Dotted path and values of the first place two JSON-like values differ."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -394,8 +404,8 @@ def check_against_spec(contract: Contract, spec, *, allow_hash_mismatch: bool = 
             raise ContractMismatch(msg + "; pass allow_hash_mismatch=True (--allow-hash-mismatch) "
                                          "to run it anyway")
         warn.append(msg + "; allowed by override")
-    for field in ("servo", "joint_min", "joint_max", "max_target_rate", "command_vx",
-                  "command_yaw", "max_tilt_deg"):
+    for field in ("servo", "joint_min", "joint_max", "max_target_rate", "max_tilt_deg"):   # not the
+        # command ranges: a training config may change them (trained_commands), and the runtime uses the bundle's
         d = _first_difference(got[field], want[field], field)
         if d:
             warn.append(f"{CONTRACT_FILE} field {d} (trained with different values)")

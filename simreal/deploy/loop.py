@@ -18,7 +18,7 @@ from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.deploy.driver import LINK_ERRORS, DeviceFault, LinkLost
 from simreal.deploy.plan import robot_state
-from simreal.robot.observation import RobotState
+from simreal.robot.observation import RobotState, heading_of
 
 if TYPE_CHECKING:
     from simreal.deploy.runtime import Runtime
@@ -169,6 +169,8 @@ def _policy_targets(rt: Runtime, rs: RobotState, rec: dict, timing: dict) -> tup
             return None
     t1 = rt.clock.now()
     command = _command(rt, t1)
+    if rt.heading_hold.active:
+        command, rt.heading_ref = rt.heading_hold.command(command, rt.heading_ref, heading_of(rs.quat))
     rec["command"] = command
     obs = rt.builder(rs, rt.last_action, command)
     rec["obs"] = obs

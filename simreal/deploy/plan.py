@@ -11,6 +11,7 @@ import numpy as np
 from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.errors import EXIT_INTERRUPTED, UserError
+from simreal.robot.heading import GAIN as HEADING_GAIN
 from simreal.robot.observation import RobotState
 
 
@@ -143,6 +144,7 @@ class RuntimeConfig:
     clear_errors: bool = False            # send CLEAR_ERRORS before start (the explicit reset)
     reset_sim: bool = False               # simulated robots: SIM_RESET to the default pose before pre-flight
     pipelined: bool = False               # one transaction per cycle: observe the previous COMMAND's reply
+    heading_hold: float = HEADING_GAIN    # simreal.robot.heading gain (0 = off): the yaw command holds the heading
     transaction_budget_s: float | None = None   # one transaction, retries included; None: 0.4 of the
                                                 # period (0.8 pipelined), so a cycle's transactions fit
     safety: S.SafetyConfig = S.SafetyConfig()

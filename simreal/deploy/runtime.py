@@ -32,6 +32,7 @@ from simreal.deploy.runlog import RunLogWriter
 from simreal.deploy.start import interrupted_message, relaxed_link, start
 from simreal.deploy.stop import safe_stop
 from simreal.deploy.summary import summarize
+from simreal.robot.heading import START, HeadingHold
 from simreal.robot.observation import ObservationBuilder
 
 
@@ -103,6 +104,8 @@ class Runtime:
         self.policy_slots: tuple[int, int] | None = None    # first and last deadline slot of the policy phase
         self.reply_state: P.State | None = None             # pipelined: the last COMMAND's reply
         self.command_timed_out = False
+        self.heading_hold = HeadingHold(config.heading_hold, plan.command_ranges[1], self.period)
+        self.heading_ref = START              # the heading the hold steers to (set at the first policy cycle)
 
     # ---- public
 

@@ -36,6 +36,7 @@ def summarize(rt: Runtime) -> dict:
         "policy_calls": st.policy_calls,
         "commands_sent": st.commands_sent,
         "rate_limited_cycles": st.rate_limited,
+        "heading_hold": rt.heading_hold.gain if rt.heading_hold.active else 0.0,
         "clamped_cycles": st.clamped,
         "end": rt.end_reason,
         "policy_s": (round((rt.policy_slots[1] - rt.policy_slots[0] + 1) * rt.period, 4)

@@ -28,7 +28,8 @@ import numpy as np
 from simreal.envs import rewards, sensors
 from simreal.envs.locomotion import DRAW_BLOCK, LocomotionEnv, push_velocity, track_air_time
 from simreal.envs.physics import terrain_height
-from simreal.robot.observation import BatchObservationHistory, RobotState, observation_frame
+from simreal.robot.heading import START
+from simreal.robot.observation import BatchObservationHistory, RobotState, heading_of, observation_frame
 from simreal.robot.spec import RobotSpec, load_robot
 
 ENDS = ("", "fall", "time_limit", "terrain_edge")    # BatchStep.end codes
@@ -74,6 +75,8 @@ class LocomotionBatch:
         self._ctrl = np.zeros((n, nj))
         # per-episode parameters (copied from each env's begin_episode)
         self.command, self.offset = np.zeros((n, 2)), np.zeros((n, nj))
+        self.heading_hold = e0.heading_hold
+        self.observed_command, self._heading_ref = np.zeros((n, 2)), np.zeros(n)
         self.noise_std, self.imu_bias = np.zeros((n, 4)), np.zeros((n, 3))
         self.action_latency, self.imu_latency = np.zeros(n, int), np.zeros(n, int)
         self.push_speed, self.push_interval, self.next_push = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -172,8 +175,12 @@ class LocomotionBatch:
         state = RobotState(joint_pos=true.joint_pos, joint_vel=true.joint_vel, quat=imu[:, 0:4],
                            gyro=imu[:, 4:7], accel=imu[:, 7:10], timestamp=true.timestamp)
         state = sensors.apply_noise(state, self.noise_std[rows], self.imu_bias[rows], noise)
-        frame = observation_frame(state, self.last_action[rows], self.command[rows],
-                                  self.spec.default_pose, self.history.layout)
+        command = self.command[rows]
+        if self.heading_hold.active:
+            ref = np.where(k == 0, START, self._heading_ref[rows])
+            command, self._heading_ref[rows] = self.heading_hold.command(command, ref, heading_of(state.quat))
+        self.observed_command[rows] = command
+        frame = observation_frame(state, self.last_action[rows], command, self.spec.default_pose, self.history.layout)
         return self.history.push(rows, frame, fresh=k == 0)
 
     def step(self, actions: np.ndarray) -> BatchStep:
@@ -208,7 +215,7 @@ class LocomotionBatch:
         q = rewards.StepQuantities(
             lin_vel_body=lin_vel, ang_vel_body=self.qvel[:, 3:6], up_z=np.cos(tilt), torque=sd[:, r.torque],
             action=action, last_action=self.last_action, foot_contact=contact,
-            foot_speed=r.foot_speeds_xy(sd, contact), command=self.command, foot_touchdown=touchdown,
+            foot_speed=r.foot_speeds_xy(sd, contact), command=self.observed_command, foot_touchdown=touchdown,
             foot_air_time=air_time, posture_error=(self.qpos[:, r.qpos_idx] - spec.default_pose)[:, spec.posture_mask],
             fell=fell)
         reward, terms = rewards.compute_batch(q, spec.task.reward_scales)

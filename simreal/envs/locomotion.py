@@ -10,7 +10,8 @@ import numpy as np
 from simreal.envs import randomization, rewards, sensors
 from simreal.envs.physics import Simulator
 from simreal.robot.action import ActionPipeline
-from simreal.robot.observation import RobotState, builder_for
+from simreal.robot.heading import START, HeadingHold
+from simreal.robot.observation import RobotState, builder_for, heading_of
 
 from simreal.robot.spec import RobotSpec, load_robot
 
@@ -90,7 +91,10 @@ class LocomotionEnv(gym.Env):
     both through the training config's `env.kwargs`), `command_vx` / `command_yaw` (sampling
     ranges instead of robot.yaml's `task`, e.g. straight walking first, then turning, in a
     two-stage training), `episode_seconds` (override), `randomize_groups` (randomize only these
-    groups of simreal.envs.randomization.GROUPS, the rest nominal: ablations),
+    groups of simreal.envs.randomization.GROUPS, the rest nominal: ablations), `heading_hold`
+    (gain of simreal.robot.heading.HeadingHold, 0 = off: the observed yaw command also corrects
+    the heading lost since the episode started, as `simreal deploy` does; the reward and
+    `info["command"]` keep the episode's command; `observed_command` is what the policy saw),
     `render_mode` ("rgb_array" or "human"), `width` / `height` (rgb_array frames), `render_shadows`
     (off by default: on software OpenGL shadows and multisampling make a frame ~5x slower).
 
@@ -122,7 +126,7 @@ class LocomotionEnv(gym.Env):
                  command_vx: tuple[float, float] | None = None,
                  command_yaw: tuple[float, float] | None = None,
                  episode_seconds: float | None = None, randomize_groups: list[str] | None = None,
-                 render_mode: str | None = None,
+                 heading_hold: float = 0.0, render_mode: str | None = None,
                  width: int = 640, height: int = 480, render_shadows: bool = False):
         self.spec_robot: RobotSpec = robot if isinstance(robot, RobotSpec) else load_robot(robot)
         spec = self.spec_robot
@@ -137,6 +141,8 @@ class LocomotionEnv(gym.Env):
         self.command_ranges = (tuple(spec.task.command_vx if command_vx is None else command_vx),
                                tuple(spec.task.command_yaw if command_yaw is None else command_yaw))
         self.dt = spec.control.period
+        self.heading_hold = HeadingHold(float(heading_hold), self.command_ranges[1], self.dt)
+        self.observed_command = np.zeros(2)
         seconds = spec.task.episode_seconds if episode_seconds is None else episode_seconds
         self.max_steps = int(round(seconds / self.dt))
         self.render_mode = render_mode
@@ -174,6 +180,7 @@ class LocomotionEnv(gym.Env):
                                    maxlen=self.params.action_latency + 1)
         self._imu_queue: deque[RobotState] = deque(maxlen=self.params.imu_latency + 1)
         self.obs_builder.reset()
+        self._heading_ref = START
         n_feet = len(self.spec_robot.feet)
         self._air_time, self._last_contact = np.zeros(n_feet), np.ones(n_feet, dtype=bool)
         obs = self._observe(self._next_draws()[0])
@@ -244,7 +251,7 @@ class LocomotionEnv(gym.Env):
         q = rewards.StepQuantities(
             lin_vel_body=lin_vel, ang_vel_body=sim.base_ang_vel_body(), up_z=float(np.cos(tilt)),
             torque=sim.last_torque, action=action, last_action=self.last_action,
-            foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.command,
+            foot_contact=contact, foot_speed=sim.foot_speeds_xy(contact), command=self.observed_command,
             foot_touchdown=touchdown, foot_air_time=air_time,
             posture_error=(sim.joint_pos() - spec.default_pose)[spec.posture_mask], fell=fell)
         reward, terms = rewards.compute(q, spec.task.reward_scales)
@@ -270,7 +277,11 @@ class LocomotionEnv(gym.Env):
         state = RobotState(joint_pos=true.joint_pos, joint_vel=true.joint_vel, quat=imu.quat,
                            gyro=imu.gyro, accel=imu.accel, timestamp=true.timestamp)
         state = sensors.apply_noise(state, self.noise_std, self.params.imu_bias, noise)
-        return self.obs_builder(state, self.last_action, self.command)
+        command = self.command
+        if self.heading_hold.active:
+            command, self._heading_ref = self.heading_hold.command(command, self._heading_ref, heading_of(state.quat))
+        self.observed_command = command
+        return self.obs_builder(state, self.last_action, command)
 
     # --- rendering ----------------------------------------------------------------------------
     def render(self):

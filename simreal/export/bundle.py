@@ -22,8 +22,8 @@ from typing import Any, Callable
 import numpy as np
 
 from simreal.bundle.contract import (CONTRACT_FILE, FORMAT, ONNX_FILE, PARITY_FILE, PROBE_FILE,
-                                     RESIDUAL_FILE, RUN_SUBDIR, WEIGHTS_FILE, is_bundle, BundleError, Contract, file_ref, robot_fields,
-                                     validation_message)
+                                     RESIDUAL_FILE, RUN_SUBDIR, WEIGHTS_FILE, is_bundle, BundleError, Contract, file_ref,
+                                     robot_fields, trained_commands, validation_message)
 from simreal.export.parity import PARITY_FORMAT, latency_us, max_abs_diff
 from simreal.files import replace_dir
 
@@ -142,9 +142,14 @@ def write_bundle(mlp, ref_action: np.ndarray, spec, out_dir: str | Path, obs: np
                  training: dict[str, Any], residual: Residual | None = None, git: dict[str, Any] | None = None,
                  evaluate: Callable[[Any], dict] | None = None, overwrite: bool = False,
                  tolerance: float = PARITY_TOLERANCE, latency_calls: int = 2000,
-                 extra: Callable[[Path], None] | None = None) -> ExportResult:
+                 extra: Callable[[Path], None] | None = None,
+                 commands: dict[str, Any] | None = None) -> ExportResult:
     """Write the bundle of `mlp` (numpy_mlp.MLP, plus a residual when fine-tuned) whose
     training-time actions on `obs` are `ref_action`; both backends must reproduce them.
+
+    commands: the command ranges trained on (`command_vx`, `command_yaw`) where the training
+    env's kwargs replaced robot.yaml's: the runtime clamps to them and the heading hold steers
+    inside them, so they are the policy's, not the robot's.
 
     evaluate(policy) -> figures stored in policy.json; extra(staging_dir) may add files (e.g.
     the training checkpoint) before the bundle is moved in.
@@ -181,7 +186,7 @@ def write_bundle(mlp, ref_action: np.ndarray, spec, out_dir: str | Path, obs: np
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     try:
-        fields = robot_fields(spec)
+        fields = robot_fields(spec) | trained_commands(spec, commands or {})
         doc = (f"simreal policy for robot {spec.name} ({training.get('algo')}): obs[batch, "
                f"{layout.size}] raw observation -> action[batch, {spec.n_joints}] in [-1, 1], "
                f"joint_targets[batch, {spec.n_joints}] rad in order {spec.joint_names}. "
@@ -376,4 +381,4 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "a
                                  {"robot": cfg.robot, "algo": cfg.algo})
     return export_bundle(actor, loaded.normalizer, spec, out_dir, obs, training=training,
                          git={"training": info.get("git"), "export": _git()},
-                         evaluate=evaluate, overwrite=overwrite, extra=extra)
+                         evaluate=evaluate, overwrite=overwrite, extra=extra, commands=env_kwargs)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simreal.cliargs import nonnegative_int, positive_float
+from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float
+from simreal.robot.heading import GAIN as HEADING_GAIN
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--port", required=True, help="serial port or pyserial URL (the mock: `simreal mock-robot`)")
     g.add_argument("--duration", type=positive_float, default=10.0, metavar="S", help="policy seconds (default 10)")
     g.add_argument("--command", default=None, metavar="VX,YAW", help="velocity command, as for deploy")
+    g.add_argument("--heading-hold", type=nonnegative_float, default=HEADING_GAIN, metavar="GAIN",
+                   help=f"heading hold on both sides, as for deploy (0 = off; default {HEADING_GAIN})")
     g.add_argument("--out", default=None, metavar="DIR",
                    help="new folder for gap.json, the robot log, the sim trace and joints.png")
     g.add_argument("--json", action="store_true", help="print the comparison as JSON")
@@ -116,7 +119,7 @@ def run_gap(args: argparse.Namespace) -> int:
 
     rep = gap(args.bundle, args.port, duration_s=args.duration, command=args.command, out=args.out,
               confirm=(lambda info: True) if args.yes else confirm_torque,
-              allow_pipeline_mismatch=args.allow_pipeline_mismatch, notify=lambda s: print(s, file=sys.stderr))
+              allow_pipeline_mismatch=args.allow_pipeline_mismatch, heading_hold=args.heading_hold, notify=lambda s: print(s, file=sys.stderr))
     print(json.dumps(rep) if args.json else format_report(rep))
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simreal.errors import EXIT_SAFETY_STOP, UserError
+from simreal.robot.heading import GAIN as HEADING_GAIN
 from simreal.sysid import gap_metrics as M
 
 ROBOT_LOG = "robot.jsonl"
@@ -63,13 +64,15 @@ def robot_trace(log_path: str | Path, period: float, command: tuple[float, float
                    vel, pos, bool(fell), None, privileged=vel is not None)
 
 
-def sim_trace(policy: Any, cycles: int, command: tuple[float, float], seed: int = 0) -> M.Trace:
-    """The bundle's policy in the robot's nominal simulator for `cycles` policy cycles."""
+def sim_trace(policy: Any, cycles: int, command: tuple[float, float], seed: int = 0,
+              heading_hold: float = 0.0) -> M.Trace:
+    """The bundle's policy in the robot's nominal simulator for `cycles` policy cycles (with the
+    heading hold the robot side ran with)."""
     from simreal.envs.registration import make_env
 
-    robot = policy.contract.robot
-    env = make_env(robot, randomize=False, command=command,
-                   episode_seconds=(cycles + 2) * policy.contract.control_period)
+    c = policy.contract
+    env = make_env(c.robot, randomize=False, command=command, heading_hold=heading_hold,
+                   episode_seconds=(cycles + 2) * c.control_period, **c.command_kwargs())
     u = env.unwrapped
     obs, _ = env.reset(seed=seed)
     q, sent, obs_log, heading, vel, pos = [], [], [], [], [], []
@@ -125,7 +128,8 @@ def format_report(rep: dict) -> str:
              f"{f(s['heading_drift_deg_15s'], '.1f'):>12}",
              f"{'fell':<28}{str(r['fell']):>12}{str(s['fell']):>12}",
              f"{'return':<28}{'n/a':>12}{f(s['return'], '.2f'):>12}  (the reward needs privileged terms)",
-             f"velocity ratio robot/sim: {f(rep['velocity_ratio'])}",
+             f"velocity ratio robot/sim: {f(rep['velocity_ratio'])}"
+             + (f"   (heading hold gain {rep['heading_hold']:g} on both)" if rep.get("heading_hold") else ""),
              "",
              f"{'joint':<16}{'lag robot':>10}{'lag sim':>10}{'diff':>8}{'rms robot':>11}{'rms sim':>10}"
              "   (lag in control cycles, rms in rad)"]
@@ -169,8 +173,10 @@ def plot_joints(robot: M.Trace, sim: M.Trace, names: list[str], path: Path) -> N
 
 def gap(bundle: str, port: str, *, duration_s: float = 10.0, command: str | None = None,
         out: str | Path | None = None, confirm: Callable[[Any], bool] | None = None,
-        allow_pipeline_mismatch: bool = False, notify: Callable[[str], None] = lambda s: None) -> dict:
-    """Run BUNDLE on PORT through deploy, then in simulation; the comparison as a dict."""
+        allow_pipeline_mismatch: bool = False, heading_hold: float = HEADING_GAIN,
+        notify: Callable[[str], None] = lambda s: None) -> dict:
+    """Run BUNDLE on PORT through deploy, then in simulation (both with the same heading hold);
+    the comparison as a dict."""
     from simreal.bundle.policy import Policy
     from simreal.deploy.plan import RuntimeConfig, StartRefused
     from simreal.deploy.session import deploy
@@ -183,18 +189,19 @@ def gap(bundle: str, port: str, *, duration_s: float = 10.0, command: str | None
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
     try:
-        summary, log_path = deploy(bundle, port, duration_s=duration_s, command=command,
-                                   log_path=str(work / ROBOT_LOG), config=RuntimeConfig(truth_every=1),
+        summary, log_path = deploy(bundle, port, duration_s=duration_s, command=command, log_path=str(work / ROBOT_LOG),
+                                   config=RuntimeConfig(truth_every=1, heading_hold=heading_hold),
                                    confirm=confirm, allow_pipeline_mismatch=allow_pipeline_mismatch,
                                    notify=notify)
         cmd = (float(summary["command"][0]), float(summary["command"][1]))
         policy = Policy.load(bundle)
         robot = robot_trace(log_path, policy.contract.control_period, cmd)
         notify(f"robot: {robot.cycles} policy cycles ({summary['end']}); now the same in simulation")
-        sim = sim_trace(policy, robot.cycles, cmd)
+        sim = sim_trace(policy, robot.cycles, cmd, heading_hold=summary["heading_hold"])
         layout = policy.observation_builder().layout
         rep = compare(robot, sim, list(policy.contract.joint_names), layout.entry_names())
-        rep.update({"bundle": str(bundle), "port": port, "command": list(cmd), "robot_end": summary["end"],
+        rep.update({"bundle": str(bundle), "port": port, "command": list(cmd), "heading_hold": summary["heading_hold"],
+                    "robot_end": summary["end"],
                     "safe_stops": summary["safe_stops"]})
         if final is not None:
             (work / "gap.json").write_text(json.dumps(rep, indent=2) + "\n")

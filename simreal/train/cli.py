@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simreal.cliargs import positive_float, positive_int
+from simreal.cliargs import nonnegative_float, positive_float, positive_int
 from simreal.errors import UserError
+from simreal.robot.heading import GAIN as HEADING_GAIN
 
 TRAIN_EPILOG = """\
 examples:
@@ -64,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow pickle-based files (stable-baselines3 .zip/.pkl); they can run code")
     p.add_argument("--command", metavar="vx=V,yaw=W",
                    help="fixed velocity command for robot envs (default: sampled per episode)")
+    p.add_argument("--heading-hold", type=nonnegative_float, default=HEADING_GAIN, metavar="GAIN",
+                   help="steer the observed yaw command back to the starting heading, as `simreal deploy` "
+                        f"does; 0 = off, the open-loop policy (default {HEADING_GAIN})")
     p.set_defaults(func=run_eval)
 
     for name, helptext in (("render", "write a video of a run's or bundle's policy walking (or a robot's "
@@ -193,7 +197,7 @@ def run_eval(args: argparse.Namespace) -> int:
             Path(args.run_dir), episodes=args.episodes,
             randomize=False if args.no_randomize else None,
             video=Path(args.video) if args.video else None, checkpoint=args.checkpoint,
-            seed=args.seed, trust=args.trust_checkpoint, command=command)
+            seed=args.seed, trust=args.trust_checkpoint, command=command, heading_hold=args.heading_hold)
     except (CheckpointError, UntrustedContentError, FileNotFoundError, ValueError) as e:
         return _error(str(e))
     if command is not None:

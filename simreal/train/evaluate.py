@@ -35,9 +35,11 @@ class EvalResult:
     heading_drift_deg_15s: float = math.nan    # mean |heading drift| per 15 s of episode
     max_heading_drift_deg_15s: float = math.nan
     ends: tuple[tuple[str, int], ...] = ()   # why episodes ended: (("fall", 1), ("time_limit", 9))
+    heading_hold: float = math.nan    # gain of the heading hold the episodes ran with (0 off; NaN: not a robot env)
 
     @classmethod
-    def from_episodes(cls, eps: list[EpisodeStats], dt: float = math.nan) -> "EvalResult":
+    def from_episodes(cls, eps: list[EpisodeStats], dt: float = math.nan,
+                      heading_hold: float = math.nan) -> "EvalResult":
         rets = [e.ret for e in eps]
         drift = [abs(e.heading_drift_deg) * 15.0 / (e.length * dt) for e in eps
                  if not math.isnan(e.heading_drift_deg) and e.length]
@@ -48,7 +50,8 @@ class EvalResult:
                    mean_length=float(np.mean([e.length for e in eps])), returns=tuple(rets),
                    mean_progress_velocity=nanmean([e.progress_velocity for e in eps]),
                    heading_drift_deg_15s=nanmean(drift), max_heading_drift_deg_15s=max(drift, default=math.nan),
-                   ends=tuple(sorted(Counter(e.end or "unknown" for e in eps).items())))
+                   ends=tuple(sorted(Counter(e.end or "unknown" for e in eps).items())),
+                   heading_hold=heading_hold)
 
     def to_dict(self) -> dict:
         """JSON-safe: NaN (figure not reported by the env) becomes null."""
@@ -73,6 +76,8 @@ class EvalResult:
                   f"return {self.mean_return:.1f} ± {self.std_return:.1f}", f"len {self.mean_length:.0f}"]
         if self.ends:
             parts.append("ended by " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.ends))
+        if self.heading_hold > 0:
+            parts.append(f"heading hold {self.heading_hold:g}")
         return " · ".join(parts)
 
 
@@ -108,7 +113,9 @@ def run_episodes(act: Act, env, normalizer: Normalizer, episodes: int, seed: int
     finally:
         if recorder is not None:
             recorder.close()
-    return EvalResult.from_episodes(stats, control_dt(env))
+    hold = getattr(env.unwrapped, "heading_hold", None)
+    return EvalResult.from_episodes(stats, control_dt(env),
+                                    math.nan if hold is None else hold.gain if hold.active else 0.0)
 
 
 def control_dt(env) -> float:
@@ -139,10 +146,12 @@ def predictor(model, deterministic: bool = True) -> Act:
 
 def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = None,
                  video: Path | None = None, checkpoint: str = "auto", seed: int | None = None,
-                 trust: bool = False, command: tuple[float, float] | None = None) -> tuple[EvalResult, dict]:
+                 trust: bool = False, command: tuple[float, float] | None = None,
+                 heading_hold: float | None = None) -> tuple[EvalResult, dict]:
     """Evaluate a run directory's policy; returns the result and where the policy came from.
 
-    `command` fixes the velocity command of a robot env (otherwise sampled per episode).
+    `command` fixes the velocity command of a robot env (otherwise sampled per episode);
+    `heading_hold` sets the env's heading-hold gain (otherwise the training config's).
     """
     from simreal.train.envs import eval_kwargs, make_single
     from simreal.train.snapshot import load_run
@@ -152,7 +161,10 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
     cfg = loaded.config
     rand = (cfg.eval.randomize if cfg.eval.randomize is not None else cfg.env.randomize) \
         if randomize is None else randomize
-    env_kwargs = eval_kwargs(cfg.env.kwargs) | ({"command": command} if command is not None else {})
+    from simreal.robot.registry import list_robots
+
+    robot_env = cfg.robot in list_robots()      # the heading hold is a robot env's; Gymnasium ids have none
+    env_kwargs = eval_kwargs(cfg.env.kwargs) | _overrides(command, heading_hold if robot_env else None)
     env = make_single(cfg.robot, rand, env_kwargs | render)
     try:
         result = run_episodes(predictor(loaded.model, cfg.eval.deterministic), env,
@@ -167,16 +179,22 @@ def evaluate_run(run_dir: Path, *, episodes: int = 10, randomize: bool | None = 
 
 def evaluate_path(path: Path, *, episodes: int = 10, randomize: bool | None = None,
                   video: Path | None = None, checkpoint: str = "auto", seed: int | None = None,
-                  trust: bool = False, command: tuple[float, float] | None = None) -> tuple[EvalResult, dict]:
+                  trust: bool = False, command: tuple[float, float] | None = None,
+                  heading_hold: float | None = None) -> tuple[EvalResult, dict]:
     """A run directory (config.yaml), or an exported policy bundle (policy.json), evaluated alike."""
     path = Path(path)
     if not (path / "config.yaml").is_file() and (path / "policy.json").is_file():
 
         return evaluate_bundle(path, episodes=episodes, seed=seed, video=video,
                                randomize=True if randomize is None else randomize,
-                               env_kwargs={"command": command} if command is not None else None)
+                               env_kwargs=_overrides(command, heading_hold))
     return evaluate_run(path, episodes=episodes, randomize=randomize, video=video,
-                        checkpoint=checkpoint, seed=seed, trust=trust, command=command)
+                        checkpoint=checkpoint, seed=seed, trust=trust, command=command, heading_hold=heading_hold)
+
+
+def _overrides(command: tuple[float, float] | None, heading_hold: float | None) -> dict:
+    return ({"command": command} if command is not None else {}) | \
+        ({"heading_hold": heading_hold} if heading_hold is not None else {})
 
 
 def to_json(result: EvalResult, source: dict) -> str:
@@ -209,7 +227,7 @@ def evaluate_bundle(bundle_dir: str | Path, *, episodes: int = 10, randomize: bo
     c = policy.contract
     seed = c.training.seed + EVAL_SEED_OFFSET if seed is None else seed
     result = evaluate_policy(policy, episodes=episodes, randomize=randomize, seed=seed,
-                             env_kwargs=env_kwargs, video=video)
+                             env_kwargs=c.command_kwargs() | (env_kwargs or {}), video=video)
     source = {"bundle": str(bundle_dir), "backend": policy.backend_name, "step": c.training.timesteps,
               "robot": c.robot, "algo": c.training.algo, "randomize": randomize, "seed": seed}
     return result, source
