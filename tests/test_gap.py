@@ -42,6 +42,7 @@ def test_gap_against_the_nominal_mock_reports_no_lag_difference(nominal):
     assert 0.9 < rep["velocity_ratio"] < 1.1 and rep["robot"]["privileged"]
     assert rep["observation"]["mean_w1_over_sim_std"] < 0.2
     assert abs(rep["robot"]["heading_drift_deg_15s"] - rep["sim"]["heading_drift_deg_15s"]) < 10
+    assert rep["heading_hold"] == 1.0 and "heading hold gain 1 on both" in printed   # as the bundle was trained
     assert {p.name for p in out.iterdir()} == {"gap.json", "robot.jsonl", "sim.npz", "joints.png"}
     assert (out / "joints.png").stat().st_size > 20_000
     assert not out.with_name("nominal.partial").exists()

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from simreal.bundle.contract import trained_commands
+from simreal.bundle.policy import Policy
 from simreal.bundle.shipped import shipped_bundle
 from simreal.deploy.plan import RuntimeConfig, StartRefused
 from simreal.deploy.runlog import read_log
 from simreal.deploy.session import check_arguments, deploy
+from simreal.deploy.summary import format_summary
 from simreal.envs.locomotion import LocomotionEnv
 from simreal.mock.faults import parse_faults
 from simreal.mock.gap import load_gap
@@ -85,6 +87,7 @@ def test_the_runtime_holds_the_heading_from_the_imu(tmp_path, gain):
                             log_path=str(log), config=RuntimeConfig(heading_hold=gain, handle_signals=False),
                             confirm=lambda info: True)
     assert summary["heading_hold"] == gain
+    assert ("heading hold: gain 1 " if gain else "heading hold: off") in format_summary(summary)
     cyc = [c for c in read_log(log).cycles if c.get("phase") == "policy" and "command" in c]
     assert len(cyc) >= 40
     heading = heading_of(np.array([c["state"]["quat"] for c in cyc]))
@@ -92,6 +95,16 @@ def test_the_runtime_holds_the_heading_from_the_imu(tmp_path, gain):
     want = np.clip(0.1 + gain * wrap_angle(ref - heading), -0.3, 0.3)
     np.testing.assert_allclose([c["command"][1] for c in cyc], want, atol=1e-9)
     assert all(c["command"][0] == 0.3 for c in cyc)
+
+
+@pytest.mark.parametrize("robot, trained", [("quadruped", 1.0), ("biped", 0.0)])
+def test_the_runtime_defaults_to_the_gain_the_bundle_was_trained_with(tmp_path, robot, trained):
+    bundle = shipped_bundle(robot)
+    assert Policy.load(bundle).contract.heading_hold == trained
+    with ThreadedMock(mock(robot)) as m:
+        summary, _ = deploy(str(bundle), m.url, duration_s=0.2, log_path=str(tmp_path / "r.jsonl"),
+                            config=RuntimeConfig(handle_signals=False), confirm=lambda info: True)
+    assert summary["heading_hold"] == trained
 
 
 def test_a_bad_gain_is_refused_naming_the_flag():
@@ -102,5 +115,6 @@ def test_a_bad_gain_is_refused_naming_the_flag():
 def test_the_contract_carries_the_command_ranges_trained_on():
     spec = load_robot("quadruped")
     assert trained_commands(spec, {}) == {"command_vx": list(spec.task.command_vx),
-                                          "command_yaw": list(spec.task.command_yaw)}
-    assert trained_commands(spec, {"command_yaw": (-0.3, 0.3)})["command_yaw"] == [-0.3, 0.3]
+                                          "command_yaw": list(spec.task.command_yaw), "heading_hold": 0.0}
+    got = trained_commands(spec, {"command_yaw": (-0.3, 0.3), "heading_hold": 1.0, "episode_seconds": 5})
+    assert got == {"command_vx": list(spec.task.command_vx), "command_yaw": [-0.3, 0.3], "heading_hold": 1.0}

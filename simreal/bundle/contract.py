@@ -207,6 +207,8 @@ class Contract(_Strict):
     servo: ServoModel
     command_vx: tuple[float, float]          # m/s, the command range it was trained on
     command_yaw: tuple[float, float]         # rad/s
+    heading_hold: float = Field(default=0.0, ge=0)   # the heading hold gain it was trained with
+                                                     # (simreal.robot.heading): the runtime's default
     max_tilt_deg: float = Field(gt=0)        # the env ended episodes beyond this tilt
     observation: ObservationModel
     obs_dim: int = Field(ge=1)
@@ -220,9 +222,11 @@ class Contract(_Strict):
     provenance: ProvenanceModel
     evaluation: Optional[dict[str, Any]] = None   # figures at export time (simreal.train.evaluate)
 
-    def command_kwargs(self) -> dict[str, tuple[float, float]]:
-        """The env kwargs that give a simulation this policy's trained command ranges."""
-        return {"command_vx": tuple(self.command_vx), "command_yaw": tuple(self.command_yaw)}
+    def command_kwargs(self) -> dict[str, Any]:
+        """The env kwargs that give a simulation this policy's trained command layer: its command
+        ranges and heading hold."""
+        return {"command_vx": tuple(self.command_vx), "command_yaw": tuple(self.command_yaw),
+                "heading_hold": self.heading_hold}
 
     @model_validator(mode="after")
     def _consistent(self) -> "Contract":
@@ -346,10 +350,14 @@ def robot_fields(spec) -> dict[str, Any]:
     }
 
 
-def trained_commands(spec, kwargs: dict[str, Any]) -> dict[str, list[float]]:
-    """The contract's command ranges: the training env's `command_vx` / `command_yaw` kwargs, else
-    robot.yaml's. They belong to the policy (what it learned to track), not to the robot."""
-    return {k: [float(x) for x in kwargs.get(k, getattr(spec.task, k))] for k in ("command_vx", "command_yaw")}
+def trained_commands(spec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The contract's command layer: the training env's `command_vx` / `command_yaw` kwargs (else
+    robot.yaml's) and its `heading_hold` gain (else 0). They belong to the policy (what it learned
+    to track, and how), not to the robot."""
+    out: dict[str, Any] = {k: [float(x) for x in kwargs.get(k, getattr(spec.task, k))]
+                           for k in ("command_vx", "command_yaw")}
+    out["heading_hold"] = float(kwargs.get("heading_hold", 0.0))
+    return out
 
 
 def _first_difference(a: Any, b: Any, path: str) -> str | None:

@@ -12,7 +12,6 @@ import threading
 
 from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float
 from simreal.errors import EXIT_INTERRUPTED
-from simreal.robot.heading import GAIN as HEADING_GAIN
 
 DEPLOY_EPILOG = """\
 examples:
@@ -44,9 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--command-timeout seconds")
     p.add_argument("--command-timeout", type=positive_float, default=0.5, metavar="S",
                    help="with --command-stream: seconds without a line before zero velocity (default 0.5)")
-    p.add_argument("--heading-hold", type=nonnegative_float, default=HEADING_GAIN, metavar="GAIN",
+    p.add_argument("--heading-hold", type=nonnegative_float, default=None, metavar="GAIN",
                    help="steer the yaw command back to the starting heading (plus the commanded turn): "
-                        f"(rad/s) per rad of heading error, inside the trained yaw range; 0 = off (default {HEADING_GAIN})")
+                        "(rad/s) per rad of heading error, inside the trained yaw range; 0 = off "
+                        "(default: the gain the bundle was trained with, policy.json heading_hold)")
     p.add_argument("--soft-start", type=positive_float, default=1.0, metavar="S", help="ramp to the default pose (default 1)")
     p.add_argument("--pipelined", action="store_true",
                    help="one transaction per cycle (observe the last COMMAND's reply): for high rates")

@@ -11,7 +11,6 @@ import numpy as np
 from simreal import protocol as P
 from simreal.deploy import safety as S
 from simreal.errors import EXIT_INTERRUPTED, UserError
-from simreal.robot.heading import GAIN as HEADING_GAIN
 from simreal.robot.observation import RobotState
 
 
@@ -48,6 +47,7 @@ class DeployPlan:
     default_command: tuple[float, ...]
     max_tilt_deg: float = 60.0
     trained_pipeline: tuple[str, float] | None = None   # (kind, max_step rad/cycle) the policy was trained with
+    heading_hold: float = 0.0                     # the heading hold gain it was trained with (the default)
 
     @property
     def n(self) -> int:
@@ -80,7 +80,8 @@ def plan_from_contract(contract: Any, spec: Any = None) -> DeployPlan:
     pipeline = getattr(contract, "action_pipeline", None)
     return DeployPlan(str(contract.robot), tuple(contract.joint_names), default, float(contract.control_period),
                       lo, hi, rate, ranges, default_cmd, tilt,
-                      None if pipeline is None else (str(pipeline.kind), float(pipeline.max_step)))
+                      None if pipeline is None else (str(pipeline.kind), float(pipeline.max_step)),
+                      float(getattr(contract, "heading_hold", 0.0)))
 
 
 def plan_for_robot(spec: Any) -> DeployPlan:
@@ -144,7 +145,7 @@ class RuntimeConfig:
     clear_errors: bool = False            # send CLEAR_ERRORS before start (the explicit reset)
     reset_sim: bool = False               # simulated robots: SIM_RESET to the default pose before pre-flight
     pipelined: bool = False               # one transaction per cycle: observe the previous COMMAND's reply
-    heading_hold: float = HEADING_GAIN    # simreal.robot.heading gain (0 = off): the yaw command holds the heading
+    heading_hold: float | None = None     # simreal.robot.heading gain (0 = off); None: the bundle's trained gain
     transaction_budget_s: float | None = None   # one transaction, retries included; None: 0.4 of the
                                                 # period (0.8 pipelined), so a cycle's transactions fit
     safety: S.SafetyConfig = S.SafetyConfig()

@@ -104,7 +104,8 @@ class Runtime:
         self.policy_slots: tuple[int, int] | None = None    # first and last deadline slot of the policy phase
         self.reply_state: P.State | None = None             # pipelined: the last COMMAND's reply
         self.command_timed_out = False
-        self.heading_hold = HeadingHold(config.heading_hold, plan.command_ranges[1], self.period)
+        gain = plan.heading_hold if config.heading_hold is None else config.heading_hold
+        self.heading_hold = HeadingHold(gain, plan.command_ranges[1], self.period)
         self.heading_ref = START              # the heading the hold steers to (set at the first policy cycle)
 
     # ---- public

@@ -97,7 +97,8 @@ def check_arguments(duration_s: float | None, rate_hz: float | None, cfg: Runtim
               ("--command-timeout", cfg.safety.command_timeout_s,
                cfg.safety.command_timeout_s is None or (finite(cfg.safety.command_timeout_s)
                                                         and cfg.safety.command_timeout_s > 0), "> 0"),
-              ("--heading-hold", cfg.heading_hold, finite(cfg.heading_hold) and cfg.heading_hold >= 0, ">= 0"),
+              ("--heading-hold", cfg.heading_hold,
+               cfg.heading_hold is None or (finite(cfg.heading_hold) and cfg.heading_hold >= 0), ">= 0"),
               ("--truth-every", cfg.truth_every, isinstance(cfg.truth_every, int) and cfg.truth_every >= 0, ">= 0"),
               ("control period", cfg.period_s, cfg.period_s is None or (finite(cfg.period_s) and cfg.period_s > 0),
                "> 0")]

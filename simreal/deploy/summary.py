@@ -69,6 +69,8 @@ def format_summary(s: dict) -> str:
              f"{s['failed_cycles']}, retries {s['retries']}",
              f"policy cycles held back by the change limit: {s['rate_limited_cycles']} of {s['policy_calls']}"
              f" (the training env applies the same limit), clipped to joint limits: {s['clamped_cycles']}",
+             "heading hold: " + (f"gain {s['heading_hold']:g} (the yaw command steers back to the starting heading)"
+                                 if s.get("heading_hold") else "off"),
              "errors: " + (", ".join(f"{k} {v}" for k, v in sorted(s["errors"].items())) or "none")]
     if s["safe_stops"]:
         lines.append("safe stops: " + "; ".join(f"{t['cause']} at cycle {t['cycle']} ({t['detail']})"

@@ -93,8 +93,8 @@ class LocomotionEnv(gym.Env):
     two-stage training), `episode_seconds` (override), `randomize_groups` (randomize only these
     groups of simreal.envs.randomization.GROUPS, the rest nominal: ablations), `heading_hold`
     (gain of simreal.robot.heading.HeadingHold, 0 = off: the observed yaw command also corrects
-    the heading lost since the episode started, as `simreal deploy` does; the reward and
-    `info["command"]` keep the episode's command; `observed_command` is what the policy saw),
+    the heading lost since the episode started, as `simreal deploy` does; the reward tracks
+    that command, `observed_command`, and `info["command"]` stays the episode's),
     `render_mode` ("rgb_array" or "human"), `width` / `height` (rgb_array frames), `render_shadows`
     (off by default: on software OpenGL shadows and multisampling make a frame ~5x slower).
 

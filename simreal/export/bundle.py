@@ -147,9 +147,9 @@ def write_bundle(mlp, ref_action: np.ndarray, spec, out_dir: str | Path, obs: np
     """Write the bundle of `mlp` (numpy_mlp.MLP, plus a residual when fine-tuned) whose
     training-time actions on `obs` are `ref_action`; both backends must reproduce them.
 
-    commands: the command ranges trained on (`command_vx`, `command_yaw`) where the training
-    env's kwargs replaced robot.yaml's: the runtime clamps to them and the heading hold steers
-    inside them, so they are the policy's, not the robot's.
+    commands: the training env's kwargs for the command layer (`command_vx`, `command_yaw`,
+    `heading_hold`; robot.yaml's ranges and no hold where absent): the runtime clamps to those
+    ranges and, by default, holds the heading with that gain.
 
     evaluate(policy) -> figures stored in policy.json; extra(staging_dir) may add files (e.g.
     the training checkpoint) before the bundle is moved in.

@@ -55,5 +55,4 @@ def export_finetuned(run_dir: str | Path, out_dir: str | Path, *, overwrite: boo
                 "velocity": prov["velocity"], "privileged_velocity": prov["privileged_velocity"]}
     return write_bundle(base_mlp, ref, spec, out_dir, obs, training=base.contract.training.model_dump(mode="json"),
                         residual=Residual(mlp_from_actor(actor), bound, finetune), overwrite=overwrite,
-                        latency_calls=500, commands={"command_vx": base.contract.command_vx,
-                                                     "command_yaw": base.contract.command_yaw})
+                        latency_calls=500, commands=base.contract.command_kwargs())

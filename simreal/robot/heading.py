@@ -9,7 +9,9 @@ the policy takes over and turns at the operator's yaw rate; the policy is given
     yaw_observed = clip(yaw_commanded + gain * wrap(reference - heading), *trained yaw range)
 
 so it only needs to track yaw rates it was trained on. A bundle trained without turning
-commands has a zero-width yaw range, and the hold is then a no-op. The heading comes from the
+commands has a zero-width yaw range, and the hold is then a no-op. The shipped quadruped trains
+with gain 1 ((rad/s) per rad: a 1 s time constant); its contract records the gain, and the
+runtime, eval and gap default to the gain a policy was trained with. The heading comes from the
 observed IMU quaternion (simreal.robot.observation.heading_of): the same input on the robot and in
 simulation. The training env, `simreal eval`, `simreal gap` and the deploy runtime use this one
 function.
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 START = math.nan   # the reference before the first cycle
-GAIN = 1.0     # (rad/s) per rad of heading error: a 1 s time constant, well inside the gait's bandwidth
 
 
 def wrap_angle(a: np.ndarray | float) -> np.ndarray:

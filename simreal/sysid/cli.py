@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from simreal.cliargs import nonnegative_float, nonnegative_int, positive_float
-from simreal.robot.heading import GAIN as HEADING_GAIN
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--port", required=True, help="serial port or pyserial URL (the mock: `simreal mock-robot`)")
     g.add_argument("--duration", type=positive_float, default=10.0, metavar="S", help="policy seconds (default 10)")
     g.add_argument("--command", default=None, metavar="VX,YAW", help="velocity command, as for deploy")
-    g.add_argument("--heading-hold", type=nonnegative_float, default=HEADING_GAIN, metavar="GAIN",
-                   help=f"heading hold on both sides, as for deploy (0 = off; default {HEADING_GAIN})")
+    g.add_argument("--heading-hold", type=nonnegative_float, default=None, metavar="GAIN",
+                   help="heading hold on both sides, as for deploy (0 = off; default: the bundle's trained gain)")
     g.add_argument("--out", default=None, metavar="DIR",
                    help="new folder for gap.json, the robot log, the sim trace and joints.png")
     g.add_argument("--json", action="store_true", help="print the comparison as JSON")

@@ -25,7 +25,6 @@ from typing import Any, Callable
 import numpy as np
 
 from simreal.errors import EXIT_SAFETY_STOP, UserError
-from simreal.robot.heading import GAIN as HEADING_GAIN
 from simreal.sysid import gap_metrics as M
 
 ROBOT_LOG = "robot.jsonl"
@@ -71,8 +70,8 @@ def sim_trace(policy: Any, cycles: int, command: tuple[float, float], seed: int 
     from simreal.envs.registration import make_env
 
     c = policy.contract
-    env = make_env(c.robot, randomize=False, command=command, heading_hold=heading_hold,
-                   episode_seconds=(cycles + 2) * c.control_period, **c.command_kwargs())
+    env = make_env(c.robot, randomize=False, command=command, episode_seconds=(cycles + 2) * c.control_period,
+                   **(c.command_kwargs() | {"heading_hold": heading_hold}))
     u = env.unwrapped
     obs, _ = env.reset(seed=seed)
     q, sent, obs_log, heading, vel, pos = [], [], [], [], [], []
@@ -173,10 +172,10 @@ def plot_joints(robot: M.Trace, sim: M.Trace, names: list[str], path: Path) -> N
 
 def gap(bundle: str, port: str, *, duration_s: float = 10.0, command: str | None = None,
         out: str | Path | None = None, confirm: Callable[[Any], bool] | None = None,
-        allow_pipeline_mismatch: bool = False, heading_hold: float = HEADING_GAIN,
+        allow_pipeline_mismatch: bool = False, heading_hold: float | None = None,
         notify: Callable[[str], None] = lambda s: None) -> dict:
-    """Run BUNDLE on PORT through deploy, then in simulation (both with the same heading hold);
-    the comparison as a dict."""
+    """Run BUNDLE on PORT through deploy, then in simulation (both with the same heading hold:
+    `heading_hold`, else the bundle's trained gain); the comparison as a dict."""
     from simreal.bundle.policy import Policy
     from simreal.deploy.plan import RuntimeConfig, StartRefused
     from simreal.deploy.session import deploy

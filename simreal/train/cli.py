@@ -6,7 +6,6 @@ import sys
 
 from simreal.cliargs import nonnegative_float, positive_float, positive_int
 from simreal.errors import UserError
-from simreal.robot.heading import GAIN as HEADING_GAIN
 
 TRAIN_EPILOG = """\
 examples:
@@ -65,9 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow pickle-based files (stable-baselines3 .zip/.pkl); they can run code")
     p.add_argument("--command", metavar="vx=V,yaw=W",
                    help="fixed velocity command for robot envs (default: sampled per episode)")
-    p.add_argument("--heading-hold", type=nonnegative_float, default=HEADING_GAIN, metavar="GAIN",
+    p.add_argument("--heading-hold", type=nonnegative_float, default=None, metavar="GAIN",
                    help="steer the observed yaw command back to the starting heading, as `simreal deploy` "
-                        f"does; 0 = off, the open-loop policy (default {HEADING_GAIN})")
+                        "does; 0 = off (default: as trained, the bundle's or run's heading_hold)")
     p.set_defaults(func=run_eval)
 
     for name, helptext in (("render", "write a video of a run's or bundle's policy walking (or a robot's "
