@@ -267,7 +267,10 @@ def test_a_stand_up_reset_runs_the_script_as_the_start_ramp_and_asks_only_after_
     steps = [e["steps"] for e in c.episode_log]
     assert c.episodes >= 2 and c.falls == 0 and sum(steps) >= 80 > sum(steps[:-1])
     rows = [json.loads(x) for x in (tmp_path / "episodes" / "00001.jsonl").read_text().splitlines()[1:]]
-    assert sum(r.get("phase") == "soft_start" for r in rows) == 150        # 1 s + 1 s + the 1 s soft start
+    # 1 s + 1 s of script + the 1 s soft start = 150 deadline slots (a loaded host may skip one)
+    soft = [r["slot"] for r in rows if r.get("phase") == "soft_start"]
+    later = [r["slot"] for r in rows if r.get("phase") in ("settle", "policy")]
+    assert soft[0] == 0 and 140 <= max(soft) < 150 <= min(later)
     with pytest.raises(Exception, match="--reset sim: this robot is not simulated"):
         from simreal.finetune.resets import make_reset
         make_reset("sim", load_robot("quadruped"), simulated=False)

@@ -3,7 +3,10 @@ one function for the training env, the batched env (tests/test_batched_env.py), 
 deploy runtime; checked here by hand against the formula on each side."""
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from simreal.deploy.runlog import read_log
 from simreal.deploy.session import check_arguments, deploy
 from simreal.deploy.summary import format_summary
 from simreal.envs.locomotion import LocomotionEnv
+from simreal.envs.rewards import YAW_SIGMA
 from simreal.mock.faults import parse_faults
 from simreal.mock.gap import load_gap
 from simreal.mock.robot import MockRobot, RobotOptions
@@ -62,8 +66,13 @@ def test_the_env_observes_the_held_command_and_rewards_tracking_it():
     at = [layout.entry_names().index(f"command[{i}]") for i in range(2)]     # the newest frame's
     scale = next(t.scale for t in layout.terms if t.name == "command")
     yaws = []
+    yaw_scale = env.spec_robot.task.reward_scales["tracking_yaw"]
     for _ in range(60):
+        asked = env.observed_command[1]                # what the policy is shown before it acts
         obs, _, term, trunc, info = env.step(rng.normal(0, 0.5, env.action_space.shape))
+        yaw_rate = env.sim.base_ang_vel_body()[2]
+        assert info["reward_terms"]["tracking_yaw"] == pytest.approx(
+            yaw_scale * math.exp(-(yaw_rate - asked) ** 2 / YAW_SIGMA), rel=1e-9)   # rewarded for the held command
         # nominal robot: no IMU noise or bias, so the hold saw the true heading
         want = float(np.clip(wrap_angle(h0 - info["heading"]), -0.3, 0.3))
         assert env.observed_command[1] == pytest.approx(want, abs=1e-9)
@@ -97,11 +106,21 @@ def test_the_runtime_holds_the_heading_from_the_imu(tmp_path, gain):
     assert all(c["command"][0] == 0.3 for c in cyc)
 
 
-@pytest.mark.parametrize("robot, trained", [("quadruped", 1.0), ("biped", 0.0)])
-def test_the_runtime_defaults_to_the_gain_the_bundle_was_trained_with(tmp_path, robot, trained):
-    bundle = shipped_bundle(robot)
+def _open_loop_copy(tmp_path) -> Path:
+    """The shipped quadruped as a bundle exported before policy.json recorded the hold (trained open loop)."""
+    bundle = tmp_path / "open_loop"
+    shutil.copytree(shipped_bundle("quadruped"), bundle)
+    doc = json.loads((bundle / "policy.json").read_text())
+    del doc["heading_hold"]
+    (bundle / "policy.json").write_text(json.dumps(doc))
+    return bundle
+
+
+@pytest.mark.parametrize("which, trained", [("shipped", 1.0), ("open loop", 0.0)])
+def test_the_runtime_defaults_to_the_gain_the_bundle_was_trained_with(tmp_path, which, trained):
+    bundle = shipped_bundle("quadruped") if which == "shipped" else _open_loop_copy(tmp_path)
     assert Policy.load(bundle).contract.heading_hold == trained
-    with ThreadedMock(mock(robot)) as m:
+    with ThreadedMock(mock("quadruped")) as m:
         summary, _ = deploy(str(bundle), m.url, duration_s=0.2, log_path=str(tmp_path / "r.jsonl"),
                             config=RuntimeConfig(handle_signals=False), confirm=lambda info: True)
     assert summary["heading_hold"] == trained
