@@ -54,7 +54,8 @@ def row(robot: str, profile: str, rep: dict, off: dict, hold: float) -> str:
     lag = [j["lag_difference"] for j in rep["joints"] if j["lag_difference"] is not None]
     return (f"| {robot} | {profile} | {f(r['forward_velocity'], '.3f')} | {f(s['forward_velocity'], '.3f')} | "
             f"{f(rep['velocity_ratio'])} | {f(r['tracking_error'], '.3f')} | "
-            f"{hold:g} | {f(r['heading_drift_deg_15s'], '.0f')} / {f(s['heading_drift_deg_15s'], '.0f')} | {drift_off} | "
+            f"{hold:g} | {f(r['heading_drift_deg_15s'], '.0f')} / {f(s['heading_drift_deg_15s'], '.0f')} | "
+            f"{drift_off} | "
             f"{'yes' if r['fell'] else 'no'} / {'yes' if s['fell'] else 'no'} | "
             f"{sum(lag) / len(lag):+.2f} | {rep['observation']['mean_w1_over_sim_std']:.3f} |")
 

@@ -90,6 +90,10 @@ CASES = [
     ("mock-robot-gap-override-inf", ["mock-robot", "quadruped", "--gap", "friction=.inf"], 2,
      ["friction", "finite"]),
     ("eval-missing-run", ["eval", "{tmp}/no-such-run"], 2, ["no-such-run"]),
+    ("eval-nan-heading-hold", ["eval", "assets/policies/quadruped", "--heading-hold", "nan"], 2,
+     ["--heading-hold", "finite"]),
+    ("deploy-negative-heading-hold", ["deploy", "assets/policies/quadruped", "--port", "/dev/null",
+                                      "--heading-hold", "-1"], 2, ["--heading-hold", ">= 0"]),
     ("runs-missing-dir", ["runs", "{tmp}/no-such-dir"], 2, ["no-such-dir"]),
 ]
 

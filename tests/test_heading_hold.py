@@ -85,7 +85,8 @@ def test_the_env_observes_the_held_command_and_rewards_tracking_it():
 
 
 def mock(robot: str) -> MockRobot:
-    return MockRobot(load_robot(robot), load_gap("nominal")[1], parse_faults(None), 0, RobotOptions(lockstep=True, watchdog_s=0))
+    return MockRobot(load_robot(robot), load_gap("nominal")[1], parse_faults(None), 0,
+                     RobotOptions(lockstep=True, watchdog_s=0))
 
 
 @pytest.mark.parametrize("gain", [1.0, 0.0])

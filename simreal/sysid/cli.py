@@ -118,7 +118,8 @@ def run_gap(args: argparse.Namespace) -> int:
 
     rep = gap(args.bundle, args.port, duration_s=args.duration, command=args.command, out=args.out,
               confirm=(lambda info: True) if args.yes else confirm_torque,
-              allow_pipeline_mismatch=args.allow_pipeline_mismatch, heading_hold=args.heading_hold, notify=lambda s: print(s, file=sys.stderr))
+              allow_pipeline_mismatch=args.allow_pipeline_mismatch, heading_hold=args.heading_hold,
+              notify=lambda s: print(s, file=sys.stderr))
     print(json.dumps(rep) if args.json else format_report(rep))
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)

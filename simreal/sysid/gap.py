@@ -199,8 +199,8 @@ def gap(bundle: str, port: str, *, duration_s: float = 10.0, command: str | None
         sim = sim_trace(policy, robot.cycles, cmd, heading_hold=summary["heading_hold"])
         layout = policy.observation_builder().layout
         rep = compare(robot, sim, list(policy.contract.joint_names), layout.entry_names())
-        rep.update({"bundle": str(bundle), "port": port, "command": list(cmd), "heading_hold": summary["heading_hold"],
-                    "robot_end": summary["end"],
+        rep.update({"bundle": str(bundle), "port": port, "command": list(cmd),
+                    "heading_hold": summary["heading_hold"], "robot_end": summary["end"],
                     "safe_stops": summary["safe_stops"]})
         if final is not None:
             (work / "gap.json").write_text(json.dumps(rep, indent=2) + "\n")
