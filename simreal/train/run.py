@@ -229,7 +229,9 @@ def check_environment(cfg: TrainConfig) -> None:
 
     try:
         env = make_single(cfg.robot, cfg.env.randomize, dict(cfg.env.kwargs))
-    except TypeError as e:         # an env kwarg the env does not take
+    except UserError:              # a broken robot.yaml names its own file and field
+        raise
+    except (TypeError, ValueError) as e:   # an env kwarg the env does not take, or a value it refuses
         raise RunError(f"env.kwargs: {e}") from None
     try:
         env.reset(seed=cfg.seed)
