@@ -76,7 +76,7 @@ class LocomotionBatch:
         # per-episode parameters (copied from each env's begin_episode)
         self.command, self.offset = np.zeros((n, 2)), np.zeros((n, nj))
         self.heading_hold = e0.heading_hold
-        self.observed_command, self._heading_ref = np.zeros((n, 2)), np.zeros(n)
+        self.observed_command, self._heading_ref = np.zeros((n, 2)), np.full(n, START)
         self.noise_std, self.imu_bias = np.zeros((n, 4)), np.zeros((n, 3))
         self.action_latency, self.imu_latency = np.zeros(n, int), np.zeros(n, int)
         self.push_speed, self.push_interval, self.next_push = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -162,6 +162,7 @@ class LocomotionBatch:
         self._sent[rows] = self.pipeline.default_pose
         self._targets[rows] = self.pipeline.default_pose
         self._observed[rows] = 0
+        self._heading_ref[rows] = START
         return self._observe(rows, self._next_draws(rows)[0])
 
     def _observe(self, rows: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -177,8 +178,8 @@ class LocomotionBatch:
         state = sensors.apply_noise(state, self.noise_std[rows], self.imu_bias[rows], noise)
         command = self.command[rows]
         if self.heading_hold.active:
-            ref = np.where(k == 0, START, self._heading_ref[rows])
-            command, self._heading_ref[rows] = self.heading_hold.command(command, ref, heading_of(state.quat))
+            command, self._heading_ref[rows] = self.heading_hold.command(command, self._heading_ref[rows],
+                                                                         heading_of(state.quat))
         self.observed_command[rows] = command
         frame = observation_frame(state, self.last_action[rows], command, self.spec.default_pose, self.history.layout)
         return self.history.push(rows, frame, fresh=k == 0)

@@ -13,6 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from simreal.robot.heading import wrap_angle
+
 INFO_KEY = "episode_stats"
 
 
@@ -73,7 +75,7 @@ class EpisodeStatsWrapper(gym.Wrapper):
         if self._start is not None and "heading" in info:
             dt = float(getattr(self.env.unwrapped, "dt", 0.0))
             h = float(info["heading"])
-            self._turned += (h - self._heading + math.pi) % (2 * math.pi) - math.pi     # unwrapped
+            self._turned += float(wrap_angle(h - self._heading))     # unwrapped
             self._heading = h
             self._commanded_turn += float(np.asarray(info.get("command", [0.0, 0.0])).reshape(-1)[1]) * dt
         for name, value in (info.get("reward_terms") or {}).items():
